@@ -1,0 +1,313 @@
+"""The model registry: one frozen :class:`ModelSpec` per model, and nowhere else.
+
+Per-model quirks (native size, fp16 variant, safety checker, recommended guidance) are data on
+the spec, never ``if model == ...`` branches. The four seed models (two teacher/student pairs of
+distillation) and the project's toy pair are built in; users add models in a TOML file::
+
+    [models.my-sd15]
+    name = "SD v1.5"                          # display name (default: the key)
+    repo = "runwayml/stable-diffusion-v1-5"   # a hub repo id ...
+    # path = "/models/sd15"                   # ... or a local directory in the hub layout
+    pipeline = "StableDiffusionPipeline"      # or "StableDiffusionXLPipeline"
+    native_size = 512
+    teacher = "sd-v1-4"                       # optional: a registered key
+    fp16_variant = false
+    safety_checker = true
+
+Verbs (as in open_clip): :func:`list_models`, :func:`get_model`, :func:`load_models_file`,
+:func:`register`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+#: Pipeline class name -> model family.
+PIPELINES = {"StableDiffusionPipeline": "sd1", "StableDiffusionXLPipeline": "sdxl"}
+#: Environment variable naming a TOML file of user models, loaded on first use.
+MODELS_FILE_ENV = "DSDCOMPARE_MODELS"
+_TOY_WEIGHTS = Path(__file__).resolve().parent / "toyzoo" / "weights"
+
+
+class RegistryError(ValueError):
+    """A registry entry or lookup is invalid; the message names the entry, field and remedy."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A published figure about a model, with where it comes from."""
+
+    name: str  # what is measured, e.g. "UNet parameters"
+    value: str  # the published value, as published, e.g. "859.5 M"
+    source: str  # where it is published (paper, model card, config)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything dsdcompare knows about one model before loading it (a user's choice: frozen)."""
+
+    key: str  # registry key, used on the command line and in stored results
+    name: str  # display name
+    pipeline: str  # diffusers pipeline class name (a key of PIPELINES)
+    native_size: int  # the resolution it was trained at (square), in pixels
+    repo_id: str | None = None  # Hugging Face repo id (source "hub")
+    local_dir: str | None = None  # a directory in the hub layout (source "local")
+    revision: str | None = None  # hub revision to pin (None: the repo's default branch)
+    teacher: str | None = None  # registry key of the model this one was distilled from
+    steps: int = 30  # recommended denoising steps (the tutorial this project grew from: 30)
+    guidance: float = 7.5  # recommended classifier-free guidance scale
+    fp16_variant: bool = False  # the repo has ``*.fp16.safetensors`` files (variant="fp16")
+    safety_checker: bool = False  # the repo ships a safety checker (may return black images)
+    arch: str | None = None  # architecture key for the "tiny" and "arch" sources (archs.py)
+    toy: bool = False  # a toy model trained on synthetic shapes, not a real text-to-image model
+    facts: tuple[Fact, ...] = field(default=())  # published figures, with sources
+    notes: str = ""  # usage advice from the model card, shown beside results
+
+    @property
+    def family(self) -> str:
+        """``"sd1"`` or ``"sdxl"``: which pipeline family (and latent layout) it belongs to."""
+        return PIPELINES[self.pipeline]
+
+    @property
+    def default_source(self) -> str:
+        """``"hub"`` when a repo id is known, else ``"local"``."""
+        return "hub" if self.repo_id else "local"
+
+
+_BK_CARD = "nota-ai/bk-sdm-small model card (MS-COCO 30K, 256², 25 PNDM steps, open_clip ViT-g-14 raw cosine)"
+_SEED_MODELS = (
+    ModelSpec(
+        key="sd-v1-4", name="SD v1.4", pipeline="StableDiffusionPipeline", native_size=512,
+        repo_id="CompVis/stable-diffusion-v1-4", safety_checker=True, arch="sd-v1-4",
+        facts=(Fact("UNet parameters", "859.5 M", "BK-SDM paper; CompVis unet/config.json"),
+               Fact("FID (COCO 30K)", "13.05", _BK_CARD),
+               Fact("CLIP score", "0.2958", _BK_CARD)),
+    ),
+    ModelSpec(
+        key="bk-sdm-small", name="BK-SDM-Small", pipeline="StableDiffusionPipeline",
+        native_size=512, repo_id="nota-ai/bk-sdm-small", teacher="sd-v1-4", safety_checker=True,
+        arch="bk-sdm-small",
+        facts=(Fact("UNet parameters", "482.3 M", "Nota-NetsPresso/BK-SDM unet config (card: 0.49 B)"),
+               Fact("FID (COCO 30K)", "16.98", _BK_CARD),
+               Fact("CLIP score", "0.2677", _BK_CARD),
+               Fact("whole-model reduction", "36% fewer parameters and less latency than SD v1.4",
+                    "nota-ai/bk-sdm-small model card")),
+        notes="Block-removed SD v1.4 (one block per down stage, no mid block), distilled from it.",
+    ),
+    ModelSpec(
+        key="sdxl-base", name="SDXL base 1.0", pipeline="StableDiffusionXLPipeline",
+        native_size=1024, repo_id="stabilityai/stable-diffusion-xl-base-1.0", fp16_variant=True,
+        arch="sdxl-base",
+        facts=(Fact("UNet parameters", "2567.5 M", "stabilityai/stable-diffusion-xl-base-1.0 unet/config.json"),
+               Fact("latency, 1024², RTX 4090", "3.23 s", "KOALA paper chart")),
+    ),
+    ModelSpec(
+        key="ssd-1b", name="Segmind SSD-1B", pipeline="StableDiffusionXLPipeline",
+        native_size=1024, repo_id="segmind/SSD-1B", teacher="sdxl-base", fp16_variant=True,
+        guidance=9.0, arch="ssd-1b",
+        facts=(Fact("UNet parameters", "1.3 B", "segmind/SSD-1B model card"),
+               Fact("claim", "50% smaller, 60% speedup over SDXL", "segmind/SSD-1B model card"),
+               Fact("latency, 1024², RTX 4090", "2.09 s", "KOALA paper chart")),
+        notes="The model card recommends a negative prompt and guidance around 9.",
+    ),
+    ModelSpec(
+        key="toy-teacher", name="Toy teacher (synthetic shapes)", pipeline="StableDiffusionPipeline",
+        native_size=32, local_dir=str(_TOY_WEIGHTS / "toy-teacher"), steps=25, toy=True,
+        notes="A miniature SD trained by dsdcompare's toyzoo on 32x32 coloured shapes; "
+              "prompts like 'a red circle on a blue background'.",
+    ),
+    ModelSpec(
+        key="toy-student", name="Toy student (synthetic shapes)", pipeline="StableDiffusionPipeline",
+        native_size=32, local_dir=str(_TOY_WEIGHTS / "toy-student"), steps=25, toy=True,
+        teacher="toy-teacher",
+        notes="The toy teacher with blocks removed (BK-SDM style), distilled from it.",
+    ),
+)
+#: The four models of the two real teacher/student pairs.
+SEED_MODELS = tuple(s.key for s in _SEED_MODELS if not s.toy)
+#: The trained miniature pair (offline demo).
+TOY_MODELS = tuple(s.key for s in _SEED_MODELS if s.toy)
+
+_lock = threading.Lock()
+_registry: dict[str, ModelSpec] = {}
+_env_loaded: str | None = None
+
+
+def _ensure_loaded() -> None:
+    global _env_loaded
+    with _lock:
+        if not _registry:
+            for spec in _SEED_MODELS:
+                _registry[spec.key] = spec
+    path = os.environ.get(MODELS_FILE_ENV)
+    if path and path != _env_loaded:
+        _env_loaded = path
+        load_models_file(path)
+
+
+def list_models(*, include_toy: bool = True) -> list[str]:
+    """Registered model keys: seed models first, then toy models, then user models."""
+    _ensure_loaded()
+    keys = list(_registry)
+    return [k for k in keys if include_toy or not _registry[k].toy]
+
+
+def get_model(key: str) -> ModelSpec:
+    """The spec registered as ``key``; an unknown key fails listing the valid ones."""
+    _ensure_loaded()
+    try:
+        return _registry[key]
+    except KeyError:
+        raise RegistryError(f"Unknown model {key!r}. Registered models: {list(_registry)}") from None
+
+
+def resolve_models(names: str | list[str]) -> list[ModelSpec]:
+    """Specs for a comma list or list of keys; ``"all"`` is the four seed models, ``"toy"`` the toy pair."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    out: list[ModelSpec] = []
+    for name in names:
+        keys = {"all": SEED_MODELS, "toy": TOY_MODELS}.get(name, (name,))
+        out += [get_model(k) for k in keys if k not in [s.key for s in out]]
+    if not out:
+        raise RegistryError(f"No models chosen. Registered models: {list_models()}")
+    return out
+
+
+def register(spec: ModelSpec, *, replace_existing: bool = False) -> ModelSpec:
+    """Add ``spec`` to the registry after validating it; returns it."""
+    _ensure_loaded()
+    validate(spec)
+    with _lock:
+        if spec.key in _registry and not replace_existing:
+            raise RegistryError(f"Model {spec.key!r} is already registered; choose another key")
+        _registry[spec.key] = spec
+    return spec
+
+
+def validate(spec: ModelSpec, known: dict[str, ModelSpec] | None = None) -> None:
+    """Raise :class:`RegistryError` naming the entry, the field and the valid values.
+
+    ``known`` are the models a teacher link may point at (default: the registry).
+    """
+    if known is None:
+        _ensure_loaded()
+        with _lock:
+            known = dict(_registry)
+    def bad(field_name: str, why: str) -> RegistryError:
+        return RegistryError(f"Model entry {spec.key!r}, field {field_name!r}: {why}")
+
+    if not spec.key or not all(c.isalnum() or c in "-_." for c in spec.key):
+        raise bad("key", f"{spec.key!r} must be non-empty letters, digits, '-', '_' or '.'")
+    if spec.pipeline not in PIPELINES:
+        raise bad("pipeline", f"{spec.pipeline!r} is not one of {list(PIPELINES)}")
+    if not isinstance(spec.native_size, int) or spec.native_size <= 0 or spec.native_size % 8:
+        raise bad("native_size", f"{spec.native_size!r} must be a positive multiple of 8")
+    if not spec.repo_id and not spec.local_dir:
+        raise bad("repo", "give a hub repo id ('repo') or a local directory ('path')")
+    if not isinstance(spec.steps, int) or not 1 <= spec.steps <= 1000:
+        raise bad("steps", f"{spec.steps!r} must be an integer from 1 to 1000")
+    if not isinstance(spec.guidance, (int, float)) or not 0 <= spec.guidance <= 50:
+        raise bad("guidance", f"{spec.guidance!r} must be a number from 0 to 50")
+    if spec.teacher is not None:
+        if spec.teacher == spec.key:
+            raise bad("teacher", "a model cannot be its own teacher")
+        if spec.teacher not in known:
+            raise bad("teacher", f"{spec.teacher!r} is not registered; registered: {list(known)}")
+        if known[spec.teacher].family != spec.family:
+            raise bad("teacher", f"{spec.teacher!r} is a {known[spec.teacher].family} model "
+                                 f"and {spec.key!r} a {spec.family} one: they cannot share latents")
+    if spec.arch is not None:
+        from .archs import list_architectures
+
+        if spec.arch not in list_architectures():
+            raise bad("arch", f"{spec.arch!r} is not one of {list_architectures()}")
+
+
+#: TOML field -> ModelSpec field, for user entries.
+_TOML_FIELDS = {"name": "name", "repo": "repo_id", "path": "local_dir", "revision": "revision",
+                "pipeline": "pipeline", "native_size": "native_size", "teacher": "teacher",
+                "steps": "steps", "guidance": "guidance", "fp16_variant": "fp16_variant",
+                "safety_checker": "safety_checker", "arch": "arch", "notes": "notes"}
+_TOML_TYPES = {"name": str, "repo": str, "path": str, "revision": str, "pipeline": str,
+               "native_size": int, "teacher": str, "steps": int, "guidance": (int, float),
+               "fp16_variant": bool, "safety_checker": bool, "arch": str, "notes": str}
+
+
+def parse_models_toml(text: str, *, origin: str = "<models file>") -> list[ModelSpec]:
+    """Parse user model entries (``[models.KEY]`` tables) into specs, without registering them."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise RegistryError(f"{origin} is not valid TOML: {err}") from None
+    unknown_top = set(data) - {"models"}
+    if unknown_top:
+        raise RegistryError(f"{origin}: unknown top-level key(s) {sorted(unknown_top)}; "
+                            f"put each model under [models.KEY]")
+    specs = []
+    for key, entry in data.get("models", {}).items():
+        if not isinstance(entry, dict):
+            raise RegistryError(f"{origin}: model entry {key!r} must be a table [models.{key}]")
+        for fname, value in entry.items():
+            if fname not in _TOML_FIELDS:
+                raise RegistryError(f"{origin}: model entry {key!r} has unknown field {fname!r}; "
+                                    f"valid fields: {sorted(_TOML_FIELDS)}")
+            typ = _TOML_TYPES[fname]
+            if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+                want = typ.__name__ if isinstance(typ, type) else "number"
+                raise RegistryError(f"{origin}: model entry {key!r}, field {fname!r}: {value!r} "
+                                    f"is not a {want}")
+        if "repo" in entry and "path" in entry:
+            raise RegistryError(f"{origin}: model entry {key!r}: give 'repo' or 'path', not both")
+        for required in ("pipeline", "native_size"):
+            if required not in entry:
+                raise RegistryError(f"{origin}: model entry {key!r} lacks field {required!r} "
+                                    f"(pipeline: one of {list(PIPELINES)}; native_size: pixels)")
+        kwargs = {_TOML_FIELDS[k]: v for k, v in entry.items()}
+        if kwargs.get("local_dir"):
+            base = Path(origin).parent if origin != "<models file>" else Path.cwd()
+            kwargs["local_dir"] = str((base / kwargs["local_dir"]).expanduser())
+        kwargs.setdefault("name", key)
+        specs.append(ModelSpec(key=key, **kwargs))
+    return specs
+
+
+def load_models_file(path: str | os.PathLike) -> list[ModelSpec]:
+    """Validate and register every model in the TOML file ``path``; return their specs.
+
+    All entries are checked before any is registered, so a bad file changes nothing.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise RegistryError(f"Cannot read models file {str(path)!r}: {err.strerror}") from None
+    specs = parse_models_toml(text, origin=str(path))
+    _ensure_loaded()
+    with _lock:
+        staged = dict(_registry)
+    for spec in specs:  # against the registry plus the file's earlier entries
+        if spec.key in staged:
+            raise RegistryError(f"{path}: model {spec.key!r} is already registered; "
+                                f"choose another key")
+        validate(spec, staged)
+        staged[spec.key] = spec
+    with _lock:
+        _registry.update({s.key: s for s in specs})
+    return specs
+
+
+def spec_fields() -> list[str]:
+    """Names of the :class:`ModelSpec` fields (for tables and exports)."""
+    return [f.name for f in fields(ModelSpec)]
+
+
+def with_overrides(spec: ModelSpec, **changes) -> ModelSpec:
+    """A validated copy of ``spec`` with ``changes`` applied."""
+    new = replace(spec, **changes)
+    validate(new)
+    return new

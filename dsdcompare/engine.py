@@ -1,0 +1,423 @@
+"""compare(): one seeded Request through several models, one Result per model.
+
+The promise: the same prompt, negative prompt and seed go through every model; each model's
+latency is measured by the timing protocol (:mod:`dsdcompare.timing`); each image is checked and
+scored; a model that fails becomes a Result with its error while the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import threading
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from . import __version__
+from .loading import LoadedPipeline, PipelineCache, default_budget_bytes, load_pipeline, resolve_device
+from .registry import ModelSpec
+from .timing import PeakMemory, StageClock, Timing, summarise
+
+MAX_SEED = 2**63 - 1
+MAX_IMAGES = 8
+
+
+class RequestError(ValueError):
+    """A Request field is invalid; the message names the field, the value and the valid range."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for: the same for every model in a comparison."""
+
+    prompt: str  # the text prompt
+    negative_prompt: str = ""  # what to avoid ("" for none)
+    seed: int = 0  # seeds a fresh CPU generator per model (fair noise)
+    steps: int = 30  # denoising steps (the tutorial this project grew from: 30)
+    guidance: float = 7.5  # classifier-free guidance scale
+    size: int | None = None  # None: each model at its native size; else one common size (pixels)
+    images_per_prompt: int = 1  # images per call
+    repeats: int = 1  # steady-state calls timed after the warm-up
+    warmup: int = 1  # calls excluded from steady state (0 reports the cold call as steady)
+    scheduler: str | None = None  # None: the repo's default scheduler; else a diffusers class name
+
+    def validate(self) -> "Request":
+        """Return self, or raise :class:`RequestError` naming the bad value and the remedy."""
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise RequestError("prompt is empty: give a text prompt")
+        checks = [
+            ("seed", self.seed, 0, MAX_SEED), ("steps", self.steps, 1, 500),
+            ("images_per_prompt", self.images_per_prompt, 1, MAX_IMAGES),
+            ("repeats", self.repeats, 1, 100), ("warmup", self.warmup, 0, 10),
+        ]
+        for name, value, lo, hi in checks:
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise RequestError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")
+        if not isinstance(self.guidance, (int, float)) or not 0 <= self.guidance <= 50:
+            raise RequestError(f"guidance must be a number from 0 to 50, got {self.guidance!r}")
+        if self.size is not None:
+            if not isinstance(self.size, int) or not 64 <= self.size <= 2048 or self.size % 8:
+                raise RequestError(f"size must be a multiple of 8 from 64 to 2048 (or native), "
+                                   f"got {self.size!r}")
+        if self.scheduler is not None:
+            import diffusers
+
+            cls = getattr(diffusers, self.scheduler, None)
+            if cls is None or not self.scheduler.endswith("Scheduler"):
+                raise RequestError(f"scheduler {self.scheduler!r} is not a diffusers scheduler "
+                                   f"class name, e.g. 'EulerDiscreteScheduler'")
+        return self
+
+    def size_for(self, spec: ModelSpec) -> int:
+        """The image side for ``spec``: the common size, or the model's native size."""
+        return self.size or spec.native_size
+
+
+@dataclass
+class Result:
+    """One model's outcome for one Request (serialisable, except ``images``)."""
+
+    model: str  # registry key
+    model_name: str  # display name
+    success: bool  # False: see error; no images
+    error: str | None  # why it failed (one paragraph; the traceback is in error_detail)
+    source: str  # weight source: hub | local | tiny | arch
+    standin: bool  # random weights: the images are noise
+    toy: bool  # toy model trained on synthetic shapes
+    repo: str | None  # hub repo id or local directory
+    revision: str | None  # hub revision asked for (None: default branch)
+    teacher: str | None  # registry key of its teacher
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    images_per_prompt: int
+    scheduler: str | None  # scheduler class used
+    dtype: str | None  # fp32 | fp16 | bf16
+    device: str | None  # cpu | cuda | mps
+    device_name: str | None  # e.g. "NVIDIA H100 80GB HBM3" or the CPU model
+    variant: str | None  # weight files variant loaded ("fp16") or None
+    latents_sha: str | None  # fingerprint of the initial latents (equal within a pair)
+    timing: Timing | None = None
+    score: Any = None  # metrics.Score (with provenance) or None
+    fidelity: dict | None = None  # PSNR/SSIM against the teacher's image (latent-matched pairs)
+    flags: list[str] = field(default_factory=list)  # per-image problems (black, NaN, NSFW)
+    nsfw: list[bool] | None = None  # the safety checker's verdict per image, when it ran
+    env: dict = field(default_factory=dict)  # library versions, threads, platform
+    options: dict = field(default_factory=dict)  # speed options in force
+    error_detail: str | None = None  # traceback of the failure
+    images: list = field(default_factory=list, repr=False)  # PIL images (not serialised)
+
+    def to_dict(self) -> dict:
+        """Everything but the images, as JSON-ready plain data."""
+        data = asdict(self)
+        data.pop("images")
+        return data
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress event, for progress bars (CLI) and live status (dashboard)."""
+
+    model: str  # registry key
+    index: int  # position of the model in the comparison (0-based)
+    total_models: int
+    phase: str  # "load" | "warmup" | "repeat" | "score" | "done" | "failed"
+    step: int = 0  # denoising step within the call (1-based; 0 before the first)
+    total_steps: int = 0
+    call: int = 0  # which timed call (1-based) within the phase
+    message: str = ""
+
+
+ProgressFn = Callable[[Progress], None]
+
+# --- module state: the default pipeline cache and one lock per device ------------------------------
+
+_device_locks: dict[str, threading.RLock] = {}
+_device_locks_guard = threading.Lock()
+_default_cache: PipelineCache | None = None
+
+
+def device_lock(device: str) -> threading.RLock:
+    """The lock that serialises timed work on ``device`` (shared pipelines are not thread-safe,
+    and two concurrent calls would also spoil each other's timings)."""
+    with _device_locks_guard:
+        return _device_locks.setdefault(device, threading.RLock())
+
+
+def default_cache() -> PipelineCache:
+    """The process-wide pipeline cache, bounded by the memory policy of the default device."""
+    global _default_cache
+    if _default_cache is None:
+        _default_cache = PipelineCache(max_bytes=default_budget_bytes(resolve_device("auto")))
+    return _default_cache
+
+
+def environment(device: str) -> dict:
+    """Library versions and hardware, recorded with every Result."""
+    import diffusers
+    import torch
+    import transformers
+
+    if device.startswith("cuda"):
+        device_name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        device_name = _cpu_name()
+    return {
+        "dsdcompare": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__, "python": platform.python_version(),
+        "platform": platform.platform(), "device_name": device_name,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if device.startswith("cuda") else None,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# --- the comparison -------------------------------------------------------------------------------
+
+def compare(request: Request, models: list[ModelSpec], *, source: str | None = None,
+            device: str = "auto", dtype: str = "auto", local_dirs: dict[str, str] | None = None,
+            cache: PipelineCache | None = None, scorer=None, speed_options=None,
+            progress: ProgressFn | None = None) -> list[Result]:
+    """Run ``request`` through every model in ``models``; return one Result per model, in order.
+
+    Never raises for one model: a model that cannot be loaded or fails while generating yields
+    a Result with ``success=False`` and its error, and the others go on. ``source`` is the
+    weight source for every model (default: each model's own); ``scorer`` (a
+    :class:`dsdcompare.metrics.ClipScorer`) adds a CLIP score; ``speed_options`` (a
+    :class:`dsdcompare.profiling.SpeedOptions`) is applied to each pipeline and recorded.
+    """
+    # 1. Check inputs
+    request.validate()
+    device = resolve_device(device)
+    cache = cache if cache is not None else default_cache()
+    local_dirs = local_dirs or {}
+    notify = progress or (lambda event: None)
+    results: list[Result] = []
+    # 2. Each model in turn: load (cached), generate with the timing protocol, check, score
+    for index, spec in enumerate(models):
+        def event(phase: str, **kw) -> None:
+            notify(Progress(spec.key, index, len(models), phase, **kw))
+
+        result = _blank_result(request, spec, source or spec.default_source)
+        try:
+            event("load")
+            cached = (spec.key, result.source, device, dtype, local_dirs.get(spec.key)) in cache
+            loaded = cache.get((spec.key, result.source, device, dtype, local_dirs.get(spec.key)),
+                               lambda: load_pipeline(spec, result.source, device=device,
+                                                     dtype=dtype, local_dir=local_dirs.get(spec.key)))
+            _describe_loaded(result, loaded)
+            generate(loaded, request, result, load_cached=cached, speed_options=speed_options,
+                     event=event)
+        except Exception as err:  # one model never takes down the others
+            _record_failure(result, err)
+            event("failed", message=result.error)
+            results.append(result)
+            continue
+        # 3. Score the images (a scorer failure costs the score, not the images)
+        if scorer is not None:
+            event("score")
+            result.score = _score(scorer, result, request.prompt)
+        event("done")
+        results.append(result)
+    # 4. Teacher/student fidelity for latent-matched pairs run together
+    add_fidelity(results)
+    return results
+
+
+def _blank_result(request: Request, spec: ModelSpec, source: str) -> Result:
+    size = request.size_for(spec)
+    return Result(
+        model=spec.key, model_name=spec.name, success=False, error=None, source=source,
+        standin=source in ("tiny", "arch"), toy=spec.toy,
+        repo=spec.repo_id if source == "hub" else spec.local_dir, revision=spec.revision,
+        teacher=spec.teacher, prompt=request.prompt, negative_prompt=request.negative_prompt,
+        seed=request.seed, steps=request.steps, guidance=float(request.guidance), width=size,
+        height=size, images_per_prompt=request.images_per_prompt, scheduler=None, dtype=None,
+        device=None, device_name=None, variant=None, latents_sha=None,
+    )
+
+
+def _describe_loaded(result: Result, loaded: LoadedPipeline) -> None:
+    result.repo = loaded.location.path or result.repo
+    result.standin = loaded.standin
+    result.dtype = loaded.dtype
+    result.device = loaded.device
+    result.variant = loaded.variant
+    result.env = environment(loaded.device)
+    result.device_name = result.env["device_name"]
+
+
+def _record_failure(result: Result, err: BaseException) -> None:
+    result.success = False
+    result.images = []
+    name = type(err).__name__
+    text = str(err).strip() or name
+    if "out of memory" in text.lower() or name == "OutOfMemoryError":
+        text = (f"Out of memory on {result.device or 'the device'}: {text.splitlines()[0]} "
+                f"Remedies: a smaller size, fewer images per prompt, fp16/bf16, or fewer models "
+                f"kept loaded.")
+    result.error = f"{name}: {text}" if not text.startswith(name) else text
+    result.error_detail = traceback.format_exc()
+
+
+def initial_latents(request: Request, size: int, *, latent_channels: int = 4,
+                    vae_scale_factor: int = 8):
+    """The request's initial noise for a model family at ``size``: a fresh seeded CPU generator.
+
+    Models with the same latent shape (each teacher/student pair) get identical latents; the
+    pipeline scales them by its scheduler's ``init_noise_sigma``, as it would its own noise.
+    """
+    import torch
+
+    gen = torch.Generator("cpu").manual_seed(request.seed)
+    shape = (request.images_per_prompt, latent_channels, size // vae_scale_factor,
+             size // vae_scale_factor)
+    return torch.randn(shape, generator=gen, dtype=torch.float32)
+
+
+def latents_fingerprint(latents) -> str:
+    """A short sha256 of the latents' bytes (equal latents, equal fingerprint)."""
+    return hashlib.sha256(latents.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def fresh_pipeline(pipe, scheduler_name: str | None = None):
+    """A per-call pipeline sharing ``pipe``'s weights but with its own scheduler.
+
+    diffusers schedulers keep state (step index, PNDM's history): two threads stepping one
+    scheduler raise IndexError or, worse, silently give wrong images.
+    """
+    import diffusers
+
+    cls = getattr(diffusers, scheduler_name) if scheduler_name else type(pipe.scheduler)
+    scheduler = cls.from_config(pipe.scheduler.config)
+    call_pipe = type(pipe).from_pipe(pipe, scheduler=scheduler)
+    call_pipe.set_progress_bar_config(disable=True)
+    return call_pipe
+
+
+def generate(loaded: LoadedPipeline, request: Request, result: Result, *, load_cached: bool = False,
+             speed_options=None, event: Callable[..., None] = lambda phase, **kw: None) -> Result:
+    """Generate ``request`` on one loaded pipeline with the timing protocol; fill ``result``."""
+    import torch
+
+    spec, pipe, device = loaded.spec, loaded.pipe, loaded.device
+    size = request.size_for(spec)
+    if speed_options is not None:
+        result.options = speed_options.apply(pipe) or asdict(speed_options)
+    latents = initial_latents(request, size,
+                              latent_channels=pipe.unet.config.in_channels,
+                              vae_scale_factor=pipe.vae_scale_factor)
+    result.latents_sha = latents_fingerprint(latents)
+    latents = latents.to(device=device, dtype=pipe.unet.dtype)
+    kwargs = dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None,
+                  num_inference_steps=request.steps, guidance_scale=request.guidance,
+                  height=size, width=size, num_images_per_prompt=1, output_type="np")
+    if request.images_per_prompt > 1:
+        kwargs["prompt"] = [request.prompt] * request.images_per_prompt
+        kwargs["negative_prompt"] = ([request.negative_prompt] * request.images_per_prompt
+                                     if request.negative_prompt else None)
+
+    with device_lock(device):
+        call_pipe = fresh_pipeline(pipe, request.scheduler)
+        result.scheduler = type(call_pipe.scheduler).__name__
+        clock = StageClock(call_pipe, device)
+        calls = []
+        first = None
+        output = None
+        try:
+            with PeakMemory(device) as peak:
+                for phase, count in (("warmup", request.warmup), ("repeat", request.repeats)):
+                    for n in range(count):
+                        def on_step(p, i, t, kw, _phase=phase, _n=n):
+                            event(_phase, step=i + 1, total_steps=request.steps, call=_n + 1)
+                            return kw
+
+                        # a fresh generator per call: the same noise for ancestral schedulers
+                        gen = torch.Generator("cpu").manual_seed(request.seed)
+                        with torch.inference_mode(), clock.call() as times:
+                            output = call_pipe(**kwargs, latents=latents.clone(), generator=gen,
+                                               callback_on_step_end=on_step)
+                        if phase == "warmup":
+                            first = first or times
+                        else:
+                            calls.append(times)
+        finally:
+            clock.restore()
+    result.timing = summarise(load_s=None if load_cached else loaded.load_seconds,
+                              load_cached=load_cached, first=first, steady=calls,
+                              steps=request.steps, images_per_call=request.images_per_prompt,
+                              peak=peak, warmup=request.warmup)
+    _collect_images(result, output)
+    return result
+
+
+def _collect_images(result: Result, output) -> None:
+    """Convert the last call's images, flag bad ones (NaN, black, NSFW) and keep the rest."""
+    import numpy as np
+    from PIL import Image
+
+    from .metrics import check_image
+
+    arrays = output.images
+    nsfw = getattr(output, "nsfw_content_detected", None)
+    result.nsfw = [bool(x) for x in nsfw] if nsfw is not None else None
+    images = []
+    for i, arr in enumerate(arrays):
+        problem = check_image(arr)
+        if problem:
+            why = problem
+            if result.nsfw and result.nsfw[i]:
+                why += " (the safety checker flagged it as NSFW and blacked it out)"
+            elif problem.startswith("NaN") and result.dtype == "fp16":
+                why += " (fp16 VAE overflow? try fp32 or an fp16-fixed VAE)"
+            result.flags.append(f"image {i}: {why}")
+        clean = np.nan_to_num(np.asarray(arr, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        images.append(Image.fromarray((clean.clip(0, 1) * 255).round().astype("uint8")))
+    result.images = images
+    result.success = True
+
+
+def _score(scorer, result: Result, prompt: str):
+    from .metrics import score_unavailable
+
+    try:
+        return scorer.score(result.images, prompt)
+    except Exception as err:  # a scorer failure never costs the images
+        return score_unavailable(getattr(scorer, "checkpoint", "?"), f"{type(err).__name__}: {err}",
+                                 n_images=len(result.images))
+
+
+def add_fidelity(results: list[Result]) -> None:
+    """PSNR/SSIM of each student's images against its teacher's, when both ran on equal latents."""
+    from .metrics import fidelity
+
+    by_key = {r.model: r for r in results if r.success}
+    for student in by_key.values():
+        teacher = by_key.get(student.teacher or "")
+        if teacher is None or teacher.latents_sha != student.latents_sha:
+            continue
+        pairs = list(zip(student.images, teacher.images))
+        if not pairs:
+            continue
+        per_image = [fidelity(s, t) for s, t in pairs]
+        student.fidelity = {
+            "against": teacher.model,
+            "psnr": sum(p["psnr"] for p in per_image) / len(per_image),
+            "ssim": sum(p["ssim"] for p in per_image) / len(per_image),
+            "per_image": per_image,
+        }

@@ -1,0 +1,205 @@
+"""The timing protocol: warm-up excluded, device synchronised, repeats, stages, peak memory.
+
+A pipeline call is split into stages by wrapping three steps of *one call's* pipeline object:
+``encode_prompt`` (text encoding), ``vae.decode`` (VAE decode) and, where present,
+``run_safety_checker``. The denoising loop is the time from the end of text encoding to the
+start of the decode. Whatever is left (latent preparation, post-processing) is ``other``, so the
+stages add up to the measured total exactly and ``other`` shows the overhead honestly.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+STAGES = ("text", "denoise", "decode", "safety", "other")
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each stage of one pipeline call (they add up to ``total``)."""
+
+    text: float = 0.0  # prompt (and negative prompt) encoding
+    denoise: float = 0.0  # the denoising loop, from encoded prompt to VAE decode
+    decode: float = 0.0  # VAE decode of the final latents
+    safety: float = 0.0  # safety checker (SD 1.x repos that ship one)
+    other: float = 0.0  # latent preparation, post-processing: total minus the rest
+    total: float = 0.0  # wall time of the whole call
+
+
+@dataclass
+class Timing:
+    """Latency of one model under one request: load, first call and steady state apart."""
+
+    load_s: float | None  # loading the pipeline (None when it came from the cache unmeasured)
+    load_cached: bool  # the pipeline was already loaded before this request
+    first_call_s: float | None  # the warm-up call (None when warm-up was skipped)
+    steady_s: list[float]  # total seconds of each steady-state repeat
+    median_s: float  # median of steady_s (the headline latency)
+    min_s: float
+    max_s: float
+    stages: StageTimes  # median of each stage over the steady-state repeats
+    steps: int  # denoising steps per call
+    its_per_s: float  # denoising iterations per second (steps / median denoise time)
+    images_per_call: int  # images generated per call
+    peak_memory_bytes: int | None  # peak during the timed calls (see memory_kind)
+    memory_kind: str  # "cuda max allocated" | "process RSS (sampled)"
+    warmup: int  # warm-up calls excluded from steady state
+    repeats: int  # steady-state calls
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued device work so that a clock read means what it says."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    elif device.startswith("mps"):
+        torch.mps.synchronize()
+
+
+class StageClock:
+    """Times the stages of calls on one (per-call) pipeline object.
+
+    Wraps ``pipe.encode_prompt`` and ``pipe.run_safety_checker`` on the instance and
+    ``pipe.vae.decode`` on the shared VAE; :meth:`restore` undoes it. Callers hold the device
+    lock while a clock is installed, since the VAE is shared between per-call pipelines.
+    """
+
+    def __init__(self, pipe, device: str):
+        self.pipe = pipe
+        self.device = device
+        self._marks: dict[str, float] = {}
+        self._spans: dict[str, float] = {}
+        self._saved: list[tuple[object, str, object, bool]] = []
+        self._wrap(pipe, "encode_prompt", "text")
+        if getattr(pipe, "run_safety_checker", None) is not None:
+            self._wrap(pipe, "run_safety_checker", "safety")
+        self._wrap(pipe.vae, "decode", "decode")
+
+    def _now(self) -> float:
+        synchronize(self.device)
+        return time.perf_counter()
+
+    def _wrap(self, obj, name: str, stage: str) -> None:
+        original = getattr(obj, name)
+        had_instance_attr = name in vars(obj)
+
+        def timed(*args, **kwargs):
+            start = self._now()
+            self._marks.setdefault(stage + ":first_start", start)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                end = self._now()
+                self._spans[stage] = self._spans.get(stage, 0.0) + end - start
+                self._marks[stage + ":last_end"] = end
+
+        self._saved.append((obj, name, original, had_instance_attr))
+        setattr(obj, name, timed)
+
+    def restore(self) -> None:
+        """Remove the wrappers."""
+        for obj, name, original, had in reversed(self._saved):
+            if had:
+                setattr(obj, name, original)
+            else:
+                delattr(obj, name)
+        self._saved.clear()
+
+    @contextmanager
+    def call(self):
+        """Time one pipeline call; yields a :class:`StageTimes` filled in on exit."""
+        self._marks.clear()
+        self._spans.clear()
+        times = StageTimes()
+        start = self._now()
+        yield times
+        end = self._now()
+        times.total = end - start
+        times.text = self._spans.get("text", 0.0)
+        times.decode = self._spans.get("decode", 0.0)
+        times.safety = self._spans.get("safety", 0.0)
+        loop_start = self._marks.get("text:last_end", start)
+        loop_end = self._marks.get("decode:first_start", end)
+        times.denoise = max(0.0, loop_end - loop_start)
+        times.other = times.total - times.text - times.denoise - times.decode - times.safety
+
+
+def median_stages(calls: list[StageTimes]) -> StageTimes:
+    """Stage-wise medians; ``other`` and ``total`` are re-derived so the stages still add up."""
+    if not calls:
+        return StageTimes()
+    med = StageTimes(**{s: statistics.median(getattr(c, s) for c in calls)
+                        for s in ("text", "denoise", "decode", "safety")})
+    med.total = statistics.median(c.total for c in calls)
+    med.other = med.total - med.text - med.denoise - med.decode - med.safety
+    return med
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA's allocator peak, or sampled process RSS on a CPU."""
+
+    def __init__(self, device: str, interval_s: float = 0.005):
+        self.device = device
+        self.interval_s = interval_s
+        self.peak_bytes: int | None = None
+        self.kind = "cuda max allocated" if device.startswith("cuda") else "process RSS (sampled)"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            import psutil
+
+            proc = psutil.Process()
+            self.peak_bytes = proc.memory_info().rss
+
+            def sample() -> None:
+                while not self._stop.wait(self.interval_s):
+                    self.peak_bytes = max(self.peak_bytes or 0, proc.memory_info().rss)
+
+            self._thread = threading.Thread(target=sample, daemon=True, name="dsdcompare-rss")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device))
+        else:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join()
+            import psutil
+
+            self.peak_bytes = max(self.peak_bytes or 0, psutil.Process().memory_info().rss)
+
+
+def summarise(*, load_s: float | None, load_cached: bool, first: StageTimes | None,
+              steady: list[StageTimes], steps: int, images_per_call: int,
+              peak: PeakMemory, warmup: int) -> Timing:
+    """Build a :class:`Timing` from measured calls."""
+    totals = [c.total for c in steady]
+    stages = median_stages(steady)
+    return Timing(
+        load_s=load_s, load_cached=load_cached,
+        first_call_s=first.total if first else None,
+        steady_s=totals, median_s=statistics.median(totals), min_s=min(totals),
+        max_s=max(totals), stages=stages, steps=steps,
+        its_per_s=steps / stages.denoise if stages.denoise > 0 else float("nan"),
+        images_per_call=images_per_call, peak_memory_bytes=peak.peak_bytes,
+        memory_kind=peak.kind, warmup=warmup, repeats=len(steady),
+    )
+
+
+__all__ = ["STAGES", "PeakMemory", "StageClock", "StageTimes", "Timing", "median_stages",
+           "summarise", "synchronize"]

@@ -192,7 +192,8 @@ def _cpu_name() -> str:
 def compare(request: Request, models: list[ModelSpec], *, source: str | None = None,
             device: str = "auto", dtype: str = "auto", local_dirs: dict[str, str] | None = None,
             cache: PipelineCache | None = None, scorer=None, speed_options=None,
-            progress: ProgressFn | None = None) -> list[Result]:
+            progress: ProgressFn | None = None,
+            on_result: Callable[[Result], None] | None = None) -> list[Result]:
     """Run ``request`` through every model in ``models``; return one Result per model, in order.
 
     Never raises for one model: a model that cannot be loaded or fails while generating yields
@@ -200,6 +201,9 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
     weight source for every model (default: each model's own); ``scorer`` (a
     :class:`dsdcompare.metrics.ClipScorer`) adds a CLIP score; ``speed_options`` (a
     :class:`dsdcompare.profiling.SpeedOptions`) is applied to each pipeline and recorded.
+    Teachers run before their students (so each student is compared with its teacher's image
+    as soon as it finishes); ``on_result`` receives each Result as soon as it is complete, so a
+    caller can store it before the next model starts.
     """
     # 1. Check inputs
     request.validate()
@@ -207,7 +211,9 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
     cache = cache if cache is not None else default_cache()
     local_dirs = local_dirs or {}
     notify = progress or (lambda event: None)
+    models = teachers_first(models)
     results: list[Result] = []
+    finish = on_result or (lambda result: None)
     # 2. Each model in turn: load (cached), generate with the timing protocol, check, score
     for index, spec in enumerate(models):
         def event(phase: str, **kw) -> None:
@@ -227,16 +233,31 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
             _record_failure(result, err)
             event("failed", message=result.error)
             results.append(result)
+            finish(result)
             continue
         # 3. Score the images (a scorer failure costs the score, not the images)
         if scorer is not None:
             event("score")
             result.score = _score(scorer, result, request.prompt)
+        # 4. Teacher/student fidelity, when its teacher ran on the same latents
+        add_fidelity(results + [result])
         event("done")
         results.append(result)
-    # 4. Teacher/student fidelity for latent-matched pairs run together
-    add_fidelity(results)
+        finish(result)
     return results
+
+
+def teachers_first(models: list[ModelSpec]) -> list[ModelSpec]:
+    """``models`` reordered so that a teacher comes right before the first of its students."""
+    keys = [m.key for m in models]
+    out: list[ModelSpec] = []
+    for m in models:
+        if m in out:
+            continue
+        if m.teacher in keys and all(t.key != m.teacher for t in out):
+            out.append(models[keys.index(m.teacher)])
+        out.append(m)
+    return out
 
 
 def _blank_result(request: Request, spec: ModelSpec, source: str) -> Result:
@@ -339,11 +360,13 @@ def generate(loaded: LoadedPipeline, request: Request, result: Result, *, load_c
         calls = []
         first = None
         output = None
+        iterations = [0]  # UNet iterations of the last call (PNDM runs one more than asked)
         try:
             with PeakMemory(device) as peak:
                 for phase, count in (("warmup", request.warmup), ("repeat", request.repeats)):
                     for n in range(count):
                         def on_step(p, i, t, kw, _phase=phase, _n=n):
+                            iterations[0] = i + 1
                             event(_phase, step=i + 1, total_steps=request.steps, call=_n + 1)
                             return kw
 
@@ -360,7 +383,7 @@ def generate(loaded: LoadedPipeline, request: Request, result: Result, *, load_c
             clock.restore()
     result.timing = summarise(load_s=None if load_cached else loaded.load_seconds,
                               load_cached=load_cached, first=first, steady=calls,
-                              steps=request.steps, images_per_call=request.images_per_prompt,
+                              steps=iterations[0], images_per_call=request.images_per_prompt,
                               peak=peak, warmup=request.warmup)
     _collect_images(result, output)
     return result
@@ -409,7 +432,8 @@ def add_fidelity(results: list[Result]) -> None:
     by_key = {r.model: r for r in results if r.success}
     for student in by_key.values():
         teacher = by_key.get(student.teacher or "")
-        if teacher is None or teacher.latents_sha != student.latents_sha:
+        if (student.fidelity is not None or teacher is None
+                or teacher.latents_sha != student.latents_sha):
             continue
         pairs = list(zip(student.images, teacher.images))
         if not pairs:

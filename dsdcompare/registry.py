@@ -30,7 +30,10 @@ from pathlib import Path
 PIPELINES = {"StableDiffusionPipeline": "sd1", "StableDiffusionXLPipeline": "sdxl"}
 #: Environment variable naming a TOML file of user models, loaded on first use.
 MODELS_FILE_ENV = "DSDCOMPARE_MODELS"
-_TOY_WEIGHTS = Path(__file__).resolve().parent / "toyzoo" / "weights"
+#: Committed weights of the toy zoo (trained by ``python -m dsdcompare toyzoo train``).
+TOY_WEIGHTS = Path(__file__).resolve().parent / "toyzoo" / "weights"
+#: The toy CLIP scorer (a transformers CLIPModel directory), trained with the toy pair.
+TOY_CLIP_DIR = TOY_WEIGHTS / "toy-clip"
 
 
 class RegistryError(ValueError):
@@ -116,13 +119,13 @@ _SEED_MODELS = (
     ),
     ModelSpec(
         key="toy-teacher", name="Toy teacher (synthetic shapes)", pipeline="StableDiffusionPipeline",
-        native_size=32, local_dir=str(_TOY_WEIGHTS / "toy-teacher"), steps=25, toy=True,
+        native_size=32, local_dir=str(TOY_WEIGHTS / "toy-teacher"), steps=25, toy=True,
         notes="A miniature SD trained by dsdcompare's toyzoo on 32x32 coloured shapes; "
               "prompts like 'a red circle on a blue background'.",
     ),
     ModelSpec(
         key="toy-student", name="Toy student (synthetic shapes)", pipeline="StableDiffusionPipeline",
-        native_size=32, local_dir=str(_TOY_WEIGHTS / "toy-student"), steps=25, toy=True,
+        native_size=32, local_dir=str(TOY_WEIGHTS / "toy-student"), steps=25, toy=True,
         teacher="toy-teacher",
         notes="The toy teacher with blocks removed (BK-SDM style), distilled from it.",
     ),

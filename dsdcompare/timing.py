@@ -42,7 +42,7 @@ class Timing:
     min_s: float
     max_s: float
     stages: StageTimes  # median of each stage over the steady-state repeats
-    steps: int  # denoising steps per call
+    steps: int  # denoising iterations per call, as run (PNDM runs one more than asked)
     its_per_s: float  # denoising iterations per second (steps / median denoise time)
     images_per_call: int  # images generated per call
     peak_memory_bytes: int | None  # peak during the timed calls (see memory_kind)

@@ -26,7 +26,7 @@ it is.
 
 from __future__ import annotations
 
-import math
+import functools
 import os
 import threading
 import warnings
@@ -293,22 +293,20 @@ class _TruncatingProcessor:
         return self.processor(text=text, images=images, **kwargs)
 
 
-class _ClipScoreSum:
-    """Factory for torchmetrics' ``CLIPScore`` with ``full_state_update=False``.
+@functools.lru_cache(maxsize=1)
+def _clip_score_class():
+    """torchmetrics' ``CLIPScore`` declared with ``full_state_update=False``.
 
     ``CLIPScore`` keeps a sum and a count, so its update does not need the full state; declaring so
-    lets ``forward`` give each image's score and accumulate the mean in one model pass.
+    lets ``forward`` return each image's score and accumulate the mean in one model pass (with the
+    default ``True``, ``forward`` runs the model twice and ``merge_state`` is refused).
     """
+    from torchmetrics.multimodal.clip_score import CLIPScore
 
-    _cls = None
+    class _CLIPScoreSum(CLIPScore):
+        full_state_update = False
 
-    @classmethod
-    def create(cls, model, processor):
-        if cls._cls is None:
-            from torchmetrics.multimodal.clip_score import CLIPScore
-
-            cls._cls = type("_CLIPScoreSum", (CLIPScore,), {"full_state_update": False})
-        return cls._cls(model_name_or_path=lambda: (model, processor))
+    return _CLIPScoreSum
 
 
 class _TorchmetricsBackend:
@@ -322,7 +320,8 @@ class _TorchmetricsBackend:
         context = model.config.text_config.max_position_embeddings
         self.tokenizer = processor.tokenizer
         self.max_prompt_tokens = context - 2  # BOS and EOS take two positions
-        self.metric = _ClipScoreSum.create(_TensorFeatures(model), _TruncatingProcessor(processor, context))
+        adapted = _TensorFeatures(model), _TruncatingProcessor(processor, context)
+        self.metric = _clip_score_class()(model_name_or_path=lambda: adapted)
         self.device = torch.device(device)
         self.metric.to(self.device)
 
@@ -427,6 +426,8 @@ class ClipScorer:
             raise TypeError(f"`prompt` must be a string, got {type(prompt).__name__}.")
         # 1. Check inputs: exclude unusable images, convert the rest to uint8
         arrays = _image_list(images)
+        if not arrays:
+            raise ValueError("No images to score: `images` is empty.")
         excluded = [check_image(a) for a in arrays]
         included = [to_uint8(a) for a, reason in zip(arrays, excluded) if reason is None]
 

@@ -148,6 +148,10 @@ def test_float_outside_unit_range_is_refused(tiny):
 
 
 def test_ambiguous_or_wrong_shapes_are_refused(tiny):
+    with pytest.raises(ValueError, match="`images` is empty"):
+        tiny.score([], PROMPT)
+    with pytest.raises(ValueError, match=r"ambiguous"):
+        tiny.score([np.ones((3, 32, 3), np.uint8)], PROMPT)
     with pytest.raises(ValueError, match="3 colour channels"):
         tiny.score([np.zeros((32, 32, 4), np.uint8)], PROMPT)
     with pytest.raises(ValueError, match=r"got dtype int64"):

@@ -227,8 +227,8 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
                                lambda: load_pipeline(spec, result.source, device=device,
                                                      dtype=dtype, local_dir=local_dirs.get(spec.key)))
             _describe_loaded(result, loaded)
-            generate(loaded, request, result, load_cached=cached, speed_options=speed_options,
-                     event=event)
+            arrays = generate(loaded, request, result, load_cached=cached,
+                              speed_options=speed_options, event=event)
         except Exception as err:  # one model never takes down the others
             _record_failure(result, err)
             event("failed", message=result.error)
@@ -238,7 +238,7 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
         # 3. Score the images (a scorer failure costs the score, not the images)
         if scorer is not None:
             event("score")
-            result.score = _score(scorer, result, request.prompt)
+            result.score = _score(scorer, arrays, request.prompt)
         # 4. Teacher/student fidelity, when its teacher ran on the same latents
         add_fidelity(results + [result])
         event("done")
@@ -332,8 +332,12 @@ def fresh_pipeline(pipe, scheduler_name: str | None = None):
 
 
 def generate(loaded: LoadedPipeline, request: Request, result: Result, *, load_cached: bool = False,
-             speed_options=None, event: Callable[..., None] = lambda phase, **kw: None) -> Result:
-    """Generate ``request`` on one loaded pipeline with the timing protocol; fill ``result``."""
+             speed_options=None, event: Callable[..., None] = lambda phase, **kw: None) -> list:
+    """Generate ``request`` on one loaded pipeline with the timing protocol; fill ``result``.
+
+    Returns the raw float images (HxWx3 in [0, 1], NaN kept) for scoring: a NaN image must be
+    excluded as NaN, not scored as the black PNG it becomes.
+    """
     import torch
 
     spec, pipe, device = loaded.spec, loaded.pipe, loaded.device
@@ -386,7 +390,7 @@ def generate(loaded: LoadedPipeline, request: Request, result: Result, *, load_c
                               steps=iterations[0], images_per_call=request.images_per_prompt,
                               peak=peak, warmup=request.warmup)
     _collect_images(result, output)
-    return result
+    return list(output.images)
 
 
 def _collect_images(result: Result, output) -> None:
@@ -415,14 +419,14 @@ def _collect_images(result: Result, output) -> None:
     result.success = True
 
 
-def _score(scorer, result: Result, prompt: str):
+def _score(scorer, images: list, prompt: str):
     from .metrics import score_unavailable
 
     try:
-        return scorer.score(result.images, prompt)
+        return scorer.score(images, prompt)
     except Exception as err:  # a scorer failure never costs the images
         return score_unavailable(getattr(scorer, "checkpoint", "?"), f"{type(err).__name__}: {err}",
-                                 n_images=len(result.images))
+                                 n_images=len(images))
 
 
 def add_fidelity(results: list[Result]) -> None:
@@ -439,9 +443,7 @@ def add_fidelity(results: list[Result]) -> None:
         if not pairs:
             continue
         per_image = [fidelity(s, t) for s, t in pairs]
-        student.fidelity = {
-            "against": teacher.model,
-            "psnr": sum(p["psnr"] for p in per_image) / len(per_image),
-            "ssim": sum(p["ssim"] for p in per_image) / len(per_image),
-            "per_image": per_image,
-        }
+        student.fidelity = {"against": teacher.model, "per_image": per_image}
+        for name in ("psnr", "ssim"):  # mean over images not excluded (None when none are left)
+            values = [p[name] for p in per_image if p.get(name) is not None]
+            student.fidelity[name] = sum(values) / len(values) if values else None

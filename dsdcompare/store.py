@@ -23,6 +23,13 @@ Opening:
   raises :class:`StoreError` and is left untouched. An older schema is migrated in one
   transaction, after a backup copy (``results.v<N>-backup.sqlite``) is made.
 
+Writing and resuming (what the CLI, bench and the dashboard do)::
+
+    todo = store.pending(request, models, source)          # models not yet done for this request
+    run_id = store.start_run(request, source=source, resume=True)   # reuses an interrupted run
+    compare(request, todo, source=source, on_result=lambda r: store.add_result(run_id, r))
+    store.finish_run(run_id)
+
 Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_version`` =
 :data:`SCHEMA_VERSION`):
 
@@ -123,6 +130,8 @@ SCHEMA_VERSION = 2
 #: Bundle format written by :meth:`Store.export_bundle` (its manifest says which).
 BUNDLE_FORMAT = "dsdcompare-bundle"
 BUNDLE_VERSION = 1
+#: Most bytes a bundle may extract to (bundles can be uploaded on the demo: no zip bombs).
+MAX_BUNDLE_BYTES = 20 * 2**30
 #: Seconds a writer waits for another writer's transaction before giving up.
 BUSY_TIMEOUT_S = 60.0
 
@@ -289,6 +298,7 @@ class Store:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._tmpdir: Path | None = None
+        self._root_real: Path | None = None  # root with symlinks resolved (for path checks)
         self._cleanup = None
         self.bundle: Path | None = None  # the bundle .zip this store was opened from, if any
         given = Path(path).expanduser() if path is not None else default_store_path()
@@ -356,6 +366,9 @@ class Store:
                 finally:
                     conn.close()
             self._conn = _connect(db, readonly=True)
+            (check,) = self._conn.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise StoreError(f"{bundle}: its database is damaged ({check}); export it again")
             self._check_bundle_images(bundle)
         except BaseException:
             self.close()
@@ -931,6 +944,11 @@ class Store:
                 out.setdefault(rid, []).append((rel, sha))
         return out
 
+    def _resolved_root(self) -> Path:
+        if self._root_real is None:
+            self._root_real = self.root.resolve()
+        return self._root_real
+
     def _image_path(self, rel: str) -> Path:
         """The absolute path of a stored image path, refused unless it is exactly
         ``images/ab/<sha256>.png`` and resolves inside the store folder."""
@@ -940,7 +958,7 @@ class Store:
                              f"not of the form images/ab/<sha256>.png (a damaged or crafted "
                              f"database)")
         path = self.root / rel
-        root = self.root.resolve()
+        root = self._resolved_root()
         if not path.resolve().is_relative_to(root):
             raise StoreError(f"{self.bundle or self.path}: refusing image path {rel!r}: it leads "
                              f"outside the store folder {root}")
@@ -959,6 +977,8 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
                            check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
+    # a bundle may come from anyone: its schema may not run SQL functions with side effects
+    conn.execute("PRAGMA trusted_schema = OFF")
     return conn
 
 
@@ -992,9 +1012,11 @@ def _inspect(path: Path, *, label: Path | None = None) -> int:
         raise StoreError(f"{label} was written by a newer dsdcompare (schema v{version}; this is "
                          f"dsdcompare {__version__}, schema v{SCHEMA_VERSION}); it was left "
                          f"untouched. Upgrade dsdcompare (pip install -U dsdcompare) to open it.")
-    if version < 1:
-        raise StoreError(f"{label} is marked as a dsdcompare database but has no schema version; "
-                         f"it was left untouched. Give --store another path.")
+    missing = {"runs", "results", "images"} - tables
+    if version < 1 or missing:
+        raise StoreError(f"{label} is marked as a dsdcompare database but is damaged (schema "
+                         f"v{version}, missing tables: {sorted(missing) or 'none'}); it was left "
+                         f"untouched. Give --store another path.")
     return version
 
 
@@ -1057,6 +1079,12 @@ def _extract_bundle(bundle: Path, dest: Path) -> Path:
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         names = [i.filename for i in infos]
+        size = sum(i.file_size for i in infos)  # zipfile never extracts more than declared
+        free = shutil.disk_usage(dest).free
+        if size > min(MAX_BUNDLE_BYTES, free):
+            raise StoreError(f"{bundle} would take {size / 2**30:.1f} GiB once extracted (limit "
+                             f"{MAX_BUNDLE_BYTES / 2**30:.0f} GiB, {free / 2**30:.1f} GiB free "
+                             f"in {dest.parent}); free space or bundle fewer runs (--run)")
         if len(set(names)) != len(names):
             raise bad("it holds the same file twice")
         for name in names:  # only our own names: no ../, absolute paths or links

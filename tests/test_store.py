@@ -269,6 +269,7 @@ def _foreign_sqlite(path):
     ("png", "not an SQLite file"),
     ("foreign", "not a dsdcompare results database"),
     ("corrupt", "cannot be read as an SQLite database"),
+    ("marked", "marked as a dsdcompare database but is damaged"),
 ])
 def test_not_a_dsdcompare_database_is_refused_and_untouched(tmp_path, kind, message):
     path = tmp_path / "results.sqlite"
@@ -278,6 +279,13 @@ def test_not_a_dsdcompare_database_is_refused_and_untouched(tmp_path, kind, mess
         fake_result("m0", fake_request()).images[0].save(path, format="PNG")
     elif kind == "foreign":
         _foreign_sqlite(path)
+    elif kind == "marked":  # our application id, but not our tables
+        _foreign_sqlite(path)
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()
+        conn.close()
     else:
         path.write_bytes(b"SQLite format 3\x00" + os.urandom(4000))
     before, mtime = path.read_bytes(), path.stat().st_mtime_ns
@@ -586,6 +594,14 @@ def test_tampered_or_crafted_bundles_are_refused(store, tmp_path):
         Store(tmp_path / "nozip.zip")
     with pytest.raises(StoreError, match="no such bundle"):
         Store(tmp_path / "missing.zip")
+
+
+def test_bundle_too_large_to_extract_is_refused(store, tmp_path, monkeypatch):
+    _filled_store(store)
+    bundle = store.export_bundle(tmp_path / "big.zip")
+    monkeypatch.setattr(store_mod, "MAX_BUNDLE_BYTES", 1000)
+    with pytest.raises(StoreError, match="GiB once extracted"):
+        Store(bundle)
 
 
 def test_bundle_whose_database_points_outside_is_refused(store, tmp_path):

@@ -1,0 +1,190 @@
+"""dsdcompare.charts: pure figures of a results table, checked without Streamlit or models."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from dsdcompare import charts
+from dsdcompare.registry import Fact, get_model, list_models
+
+
+def rows(*specs, **common) -> pd.DataFrame:
+    """A results table: each spec is (model, teacher, median_s, clip_score) plus overrides."""
+    out = []
+    for i, spec in enumerate(specs):
+        model, teacher, median, score = spec[:4]
+        m = median or 0.0
+        extra = spec[4] if len(spec) > 4 else {}
+        row = {c: None for c in charts.COLUMNS}
+        row.update(run_id=1, result_id=i + 1, model=model, model_name=model.upper(),
+                   success=True, source="tiny", standin=False, toy=False, teacher=teacher,
+                   prompt="a red circle", seed=0, steps=4, guidance=7.5, width=512, height=512,
+                   dtype="fp32", device="cpu", device_name="cpu", median_s=median,
+                   min_s=m * 0.9, max_s=m * 1.1, text_s=0.1 * m, denoise_s=0.7 * m,
+                   decode_s=0.15 * m, safety_s=0.0, other_s=0.05 * m, clip_score=score, score_checkpoint="ck",
+                   score_scale="100 x cosine, clamped at 0")
+        row.update(common)
+        row.update(extra)
+        out.append(row)
+    return pd.DataFrame(out, columns=list(charts.COLUMNS))
+
+
+PAIRS = rows(("teacher-a", None, 10.0, 30.0), ("student-a", "teacher-a", 6.0, 28.0),
+             ("teacher-b", None, 4.0, 25.0), ("student-b", "teacher-b", 3.0, 20.0))
+
+
+def test_pareto_frontier_keeps_models_nothing_beats_on_both_axes():
+    summary = pd.DataFrame({"model": list("abcde"), "latency": [1.0, 2.0, 3.0, 4.0, 2.5],
+                            "score": [10.0, 12.0, 11.0, 20.0, math.nan]})
+    # c is slower and worse than b; e has no score
+    assert charts.pareto_frontier(summary) == ["a", "b", "d"]
+
+
+def test_pareto_frontier_of_measured_pairs():
+    summary = charts.model_summary(PAIRS)
+    assert charts.pareto_frontier(summary) == ["student-b", "teacher-b", "student-a", "teacher-a"]
+    slower_and_worse = rows(("fast", None, 1.0, 30.0), ("slow", None, 2.0, 20.0))
+    assert charts.pareto_frontier(charts.model_summary(slower_and_worse)) == ["fast"]
+
+
+def test_model_summary_spreads_over_prompts_and_seeds():
+    df = rows(("m", None, 1.0, 20.0, {"seed": 0}), ("m", None, 3.0, 24.0, {"seed": 1}),
+              ("m", None, 2.0, 22.0, {"seed": 2, "prompt": "x"}))
+    s = charts.model_summary(df).iloc[0]
+    assert (s["latency"], s["latency_lo"], s["latency_hi"]) == (2.0, 1.0, 3.0)
+    assert s["score"] == pytest.approx(22.0) and s["score_sd"] == pytest.approx(2.0)
+    assert (s["n"], s["prompts"], s["seeds"]) == (3, 2, 3)
+    one = charts.model_summary(rows(("m", None, 2.0, 20.0))).iloc[0]
+    assert (one["latency_lo"], one["latency_hi"], one["score_sd"]) == (1.8, 2.2, 0.0)
+
+
+def test_failed_results_are_left_out_of_the_summary():
+    df = rows(("ok", None, 1.0, 20.0), ("bad", None, None, None, {"success": False, "error": "x"}))
+    assert charts.model_summary(df)["model"].tolist() == ["ok"]
+
+
+def test_per_megapixel_divides_latency_by_area():
+    df = rows(("small", None, 1.0, 20.0), ("big", None, 4.0, 20.0, {"width": 1024, "height": 1024}))
+    mp = charts.per_megapixel(df)
+    assert mp["median_s"].tolist() == pytest.approx([1.0 / 0.262144, 4.0 / 1.048576])
+    assert mp["clip_score"].tolist() == [20.0, 20.0]  # only latencies change
+
+
+def test_latency_vs_score_draws_each_model_with_error_bars_and_the_frontier():
+    fig = charts.latency_vs_score(PAIRS)
+    points = [t for t in fig.data if t.name != "Pareto frontier"]
+    assert [t.name for t in points] == ["TEACHER-A", "STUDENT-A", "TEACHER-B", "STUDENT-B"]
+    assert all(t.error_x.array is not None and t.error_y.array is not None for t in points)
+    frontier = next(t for t in fig.data if t.name == "Pareto frontier")
+    assert list(frontier.x) == [3.0, 4.0, 6.0, 10.0]
+    assert "higher is better" in fig.layout.yaxis.title.text
+    per_mp = charts.latency_vs_score(PAIRS, per_mp=True)
+    assert "per megapixel" in per_mp.layout.xaxis.title.text
+
+
+def test_latency_vs_score_marks_standins_and_refuses_mixed_scorers():
+    fig = charts.latency_vs_score(rows(("m", None, 1.0, 20.0, {"standin": True})))
+    assert "stand-in" in fig.data[0].name
+    mixed = rows(("a", None, 1.0, 20.0), ("b", None, 2.0, 0.3, {"score_checkpoint": "other",
+                                                                 "score_scale": "raw cosine"}))
+    with pytest.raises(charts.ChartError, match="not comparable"):
+        charts.latency_vs_score(mixed)
+
+
+def test_models_without_a_score_are_named_not_plotted():
+    fig = charts.latency_vs_score(rows(("a", None, 1.0, 20.0), ("b", None, 2.0, None)))
+    assert [t.name for t in fig.data] == ["A", "Pareto frontier"]
+    assert "no CLIP score, not plotted: B" in fig.layout.annotations[0].text
+
+
+def test_stage_breakdown_stacks_stages_that_add_up_to_the_call():
+    fig = charts.stage_breakdown(PAIRS)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert fig.layout.barmode == "stack"
+    assert [b.name for b in bars] == ["text encoding", "denoising loop", "VAE decode",
+                                      "other (latents, post-processing)"]  # no safety checker ran
+    totals = [sum(b.y[i] for b in bars) for i in range(4)]
+    assert totals == pytest.approx([10.0, 6.0, 4.0, 3.0])
+
+
+def test_steps_sweep_only_when_several_step_counts_exist():
+    assert charts.steps_sweep(PAIRS) is None
+    sweep = rows(("m", None, 1.0, 20.0, {"steps": 2}), ("m", None, 2.0, 24.0, {"steps": 4}),
+                 ("m", None, 4.0, 25.0, {"steps": 8}))
+    fig = charts.steps_sweep(sweep)
+    assert list(fig.data[0].x) == [2, 4, 8] and list(fig.data[0].y) == [1.0, 2.0, 4.0]
+    assert list(fig.data[1].y) == [20.0, 24.0, 25.0]
+
+
+def test_published_claims_are_ratios_read_from_registry_facts():
+    claims = charts.published_claims(get_model(k) for k in list_models())
+    by = {(c.student, c.source.split(" (")[0]): c for c in claims}
+    bk = by[("bk-sdm-small", "nota-ai/bk-sdm-small model card")]
+    assert bk.latency_ratio == pytest.approx(0.64)  # "36% ... less latency"
+    assert bk.score_ratio == pytest.approx(0.2677 / 0.2958)
+    koala = by[("ssd-1b", "KOALA paper chart")]
+    assert koala.latency_ratio == pytest.approx(2.09 / 3.23) and koala.score_ratio is None
+    card = by[("ssd-1b", "segmind/SSD-1B model card")]
+    assert card.latency_ratio == pytest.approx(1 / 1.6)  # "60% speedup"
+
+
+def test_published_claims_parse_only_what_they_understand():
+    teacher = SimpleNamespace(key="t", name="T", teacher=None,
+                              facts=(Fact("latency, A100", "2.0 s", "paper X"),
+                                     Fact("CLIP score", "n/a", "paper X")))
+    student = SimpleNamespace(key="s", name="S", teacher="t",
+                              facts=(Fact("latency, A100", "1.5 s", "paper X"),
+                                     Fact("CLIP score", "0.3", "paper X"),
+                                     Fact("claim", "much better", "blog")))
+    (claim,) = charts.published_claims([teacher, student])
+    assert (claim.latency_ratio, claim.score_ratio) == (0.75, None)
+
+
+def test_student_vs_teacher_puts_measurements_and_claims_on_shared_ratio_axes():
+    claims = [charts.Claim("student-a", "teacher-a", 0.64, 0.9, "card: both", "card"),
+              charts.Claim("student-b", "teacher-b", 0.62, None, "card: speed only", "card")]
+    fig = charts.student_vs_teacher(PAIRS, claims)
+    measured = [t for t in fig.data if t.name and "measured here" in t.name]
+    assert [(round(t.x[0], 3), round(t.y[0], 3)) for t in measured] == [(0.6, 0.933), (0.75, 0.8)]
+    published = [t for t in fig.data if t.name and t.name.startswith("published")]
+    assert [t.name for t in published] == ["published: card: both", "published: card: speed only"]
+    assert any(s.x0 == 0.62 for s in fig.layout.shapes)  # a latency-only claim is a line
+    lonely = charts.student_vs_teacher(rows(("teacher-a", None, 1.0, 20.0)), claims)
+    assert any("no teacher/student pair" in a.text for a in lonely.layout.annotations)
+
+
+def test_select_keeps_one_setting_scorer_and_step_count():
+    df = rows(("a", None, 1.0, 20.0), ("a", None, 1.0, 0.3, {"score_checkpoint": "oc",
+                                                              "score_scale": "raw cosine"}),
+              ("a", None, 1.0, None, {"success": False}), ("a", None, 2.0, 21.0, {"steps": 8}),
+              ("a", None, 9.0, 22.0, {"device_name": "gpu"}))
+    assert charts.score_groups(df)[0] == "ck (100 x cosine, clamped at 0)"
+    labels = charts.setting_labels(df)
+    chosen = charts.select(df, setting=labels.iloc[0], score_group="ck (100 x cosine, clamped at 0)",
+                           steps=4)
+    assert chosen.index.tolist() == [0, 2]  # the other scorer, step count and device are out
+
+
+def test_frame_from_results_has_the_store_columns():
+    timing = SimpleNamespace(load_s=1.0, first_call_s=2.0, median_s=0.5, min_s=0.4, max_s=0.6,
+                             its_per_s=8.0, peak_memory_bytes=2**30,
+                             stages=SimpleNamespace(text=0.1, denoise=0.3, decode=0.05,
+                                                    safety=0.0, other=0.05))
+    score = SimpleNamespace(value=21.5, backend="torchmetrics", checkpoint="tiny",
+                            scale="100 x cosine, clamped at 0", standin=True)
+    ok = SimpleNamespace(model="m", model_name="M", success=True, error=None, source="tiny",
+                         standin=True, toy=False, teacher=None, prompt="p", negative_prompt="",
+                         seed=1, steps=2, guidance=7.5, width=64, height=64, dtype="fp32",
+                         device="cpu", device_name="cpu", scheduler="PNDMScheduler",
+                         timing=timing, score=score, fidelity=None, flags=["image 0: all black"])
+    bad = SimpleNamespace(**{**vars(ok), "model": "x", "success": False, "error": "boom",
+                             "timing": None, "score": None, "flags": []})
+    df = charts.frame_from_results([ok, bad])
+    assert list(df.columns) == list(charts.COLUMNS)
+    assert df.loc[0, "median_s"] == 0.5 and df.loc[0, "clip_score"] == 21.5
+    assert df.loc[0, "flags"] == "image 0: all black"
+    assert df.loc[1, "error"] == "boom" and pd.isna(df.loc[1, "median_s"])

@@ -1,0 +1,359 @@
+"""The Streamlit dashboard, driven with ``streamlit.testing.v1.AppTest`` and offline stand-ins.
+
+Every page runs through the router (``dashboard.py``, ``AppTest.switch_page``), so the frame's
+session defaults and sidebar are those a user gets. Generation stays tiny (64 px, 2 steps, the
+seed models' tiny stand-ins: weight mode ``tiny``).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the ui/ package lives at the repository root, beside dashboard.py
+    sys.path.insert(0, str(ROOT))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from ui import formstate, settings  # noqa: E402
+
+TIMEOUT = 600  # first tiny builds + torch import on a shared 2-core machine are slow
+SEED_MODELS = ["sd-v1-4", "bk-sdm-small", "sdxl-base", "ssd-1b"]
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    """An isolated results store, the tiny stand-ins as weights, fresh per-process choices."""
+    store = tmp_path / "store" / "results.sqlite"
+    monkeypatch.setenv("DSDCOMPARE_STORE", str(store))
+    monkeypatch.setenv(settings.MODE_ENV, "tiny")
+    from ui import resources
+
+    resources.detected_mode.clear()
+    yield store
+    resources.detected_mode.clear()
+
+
+def app(page: str | None = None, params: dict | None = None) -> AppTest:
+    """The dashboard, run once (and switched to ``page``, e.g. "pages/history_page.py")."""
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=TIMEOUT)
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def generate(at: AppTest, prompt: str, *, models=None, steps=2, size=64) -> AppTest:
+    at.text_area(key="compare_prompt").set_value(prompt)
+    at.number_input(key="compare_steps").set_value(steps)
+    at.selectbox(key="compare_size").set_value(size)
+    if models is not None:
+        at.multiselect(key="compare_models").set_value(models)
+    at.button(key="compare_generate").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+# --- the frame ------------------------------------------------------------------------------------
+
+def test_router_draws_sidebar_pages_and_the_standin_banner(app_env):
+    at = app()
+    assert at.title[0].value == "Compare"
+    keys = {w.key for w in at.sidebar.selectbox} | {w.key for w in at.sidebar.text_input}
+    assert {"sb_mode", "sb_device", "sb_dtype", "sb_scorer", "sb_store"} <= keys
+    assert at.sidebar.text_input(key="sb_store").value == str(app_env)
+    assert any("set by DSDCOMPARE_DASHBOARD_MODE" in c.value for c in at.sidebar.caption)
+    assert any(w.value.startswith("Stand-in models") for w in at.warning)
+    for page, title in [("pages/speed_quality_page.py", "Speed vs quality"),
+                        ("pages/history_page.py", "History"), ("pages/models_page.py", "Models")]:
+        at = app(page)
+        assert at.title[0].value == title
+        assert any(w.value.startswith("Stand-in models") for w in at.warning)
+
+
+# --- Compare ------------------------------------------------------------------------------------
+
+def test_compare_form_gives_four_images_a_table_downloads_and_a_link(app_env):
+    at = app()
+    assert at.multiselect(key="compare_models").value == SEED_MODELS
+    started = time.perf_counter()
+    generate(at, "a red circle on a blue background")
+    print(f"\nGenerate -> four images (AppTest, tiny stand-ins): "
+          f"{time.perf_counter() - started:.1f} s")
+    assert not at.error
+    assert len(at.image) == 4
+    assert all("steady-state median" in c for img in at.image for c in img.captions)
+    table = at.dataframe[0].value
+    assert table["model"].tolist() == ["SD v1.4", "BK-SDM-Small", "SDXL base 1.0", "Segmind SSD-1B"]
+    for column in ("load s", "first call s", "steady s (median)", "denoise s", "decode s", "it/s",
+                   "peak memory MB", "CLIP score", "flags"):
+        assert column in table.columns
+    labels = [b.label for b in at.download_button]
+    assert labels.count("PNG") == 4
+    assert {"Contact sheet (PNG)", "Results table (CSV)", "Full records (JSON)"} <= set(labels)
+    assert at.get("status")[0].state == "complete"
+    # the form is in the URL: a shareable link
+    params = at.query_params
+    assert params["prompt"] == "a red circle on a blue background"
+    assert params["models"] == ",".join(SEED_MODELS) and params["size"] == "64"
+    # each result was stored as it finished
+    from dsdcompare.store import Store
+
+    with Store(app_env, readonly=True) as store:
+        assert sorted(store.results()["model"]) == sorted(SEED_MODELS)
+
+
+def test_a_failing_model_shows_its_error_while_the_others_render(app_env, monkeypatch):
+    from dsdcompare import engine
+
+    real = engine.generate
+
+    def broken(loaded, *args, **kwargs):  # the pipeline may already be cached: fail generating
+        if loaded.spec.key == "ssd-1b":
+            raise RuntimeError("simulated: SSD-1B weights are corrupt")
+        return real(loaded, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "generate", broken)
+    at = generate(app(), "a red circle")
+    assert len(at.image) == 3
+    assert any("simulated: SSD-1B weights are corrupt" in e.value for e in at.error)
+    table = at.dataframe[0].value
+    assert "error" in table.columns
+    assert table.set_index("model").loc["Segmind SSD-1B", "error"].startswith("RuntimeError")
+
+
+def test_an_empty_prompt_is_an_inline_message_and_nothing_runs(app_env, monkeypatch):
+    from dsdcompare import engine
+
+    monkeypatch.setattr(engine, "compare", lambda *a, **k: pytest.fail("compare() ran"))
+    at = generate(app(), "   ")
+    assert any("Enter a prompt" in e.value for e in at.error)
+    assert not at.image and not at.get("status")
+
+
+def test_a_prompt_over_77_tokens_warns_what_is_truncated(app_env):
+    long_prompt = "a red circle on a blue background " * 12 + "THE END"  # 91 tokens
+    at = generate(app(), long_prompt, models=["sd-v1-4"], steps=1)
+    (warning,) = [w.value for w in at.warning if "tokens" in w.value]
+    assert "read only the first 75" in warning and "the end" in warning.lower()
+    assert len(at.image) == 1  # it still runs, on the prefix
+
+
+def test_random_seed_button_sets_a_new_seed_without_running(app_env):
+    at = app()
+    before = at.number_input(key="compare_seed").value
+    at.button(key="compare_random").click().run()
+    after = at.number_input(key="compare_seed").value
+    assert after != before and 0 <= after <= formstate.LIMITS["seed"][1]
+    assert not at.image
+
+
+def test_url_parameters_prefill_the_form(app_env):
+    at = app(params={"prompt": "a green square", "neg": "blurry", "seed": "1234", "steps": "3",
+                     "cfg": "9", "size": "128", "models": "sdxl-base,ssd-1b", "weights": "tiny"})
+    assert at.text_area(key="compare_prompt").value == "a green square"
+    assert at.text_input(key="compare_negative").value == "blurry"
+    assert at.number_input(key="compare_seed").value == 1234
+    assert at.number_input(key="compare_steps").value == 3
+    assert at.number_input(key="compare_guidance").value == 9.0
+    assert at.selectbox(key="compare_size").value == 128
+    assert at.multiselect(key="compare_models").value == ["sdxl-base", "ssd-1b"]
+    assert at.sidebar.selectbox(key="sb_mode").value == "tiny"
+    assert not at.warning or all(not w.value.startswith("Link") for w in at.warning)
+    assert not at.image  # a link fills the form; it does not run
+
+
+def test_out_of_range_url_values_are_rejected_with_a_message(app_env):
+    at = app(params={"prompt": "ok", "steps": "500", "seed": "-3", "cfg": "nan",
+                     "size": "333", "models": "sd-v1-4,not-a-model", "weights": "gpu-farm"})
+    text = "\n".join(w.value for w in at.warning)
+    for expected in ("steps=500 is out of range", "seed=-3 is out of range",
+                     "cfg=nan is out of range", "size=333 is not one of",
+                     "'not-a-model' cannot be compared", "weights='gpu-farm' is not one of"):
+        assert expected in text
+    assert at.number_input(key="compare_steps").value == 4  # the host default, kept
+    assert at.multiselect(key="compare_models").value == SEED_MODELS
+    assert at.text_area(key="compare_prompt").value == "ok"  # valid values still apply
+
+
+# --- Speed vs quality, History, Models ----------------------------------------------------------
+
+def stored(store_path: Path) -> Path:
+    """A store holding two prompts x two seeds of a teacher/student pair (no model runs)."""
+    from PIL import Image
+
+    from dsdcompare.engine import Request, Result
+    from dsdcompare.metrics import Score
+    from dsdcompare.store import Store
+    from dsdcompare.timing import StageTimes, Timing
+
+    def result(key, name, teacher, prompt, seed, latency, score):
+        stages = StageTimes(text=0.1 * latency, denoise=0.7 * latency, decode=0.15 * latency,
+                            safety=0.0, other=0.05 * latency, total=latency)
+        timing = Timing(load_s=1.0, load_cached=False, first_call_s=latency * 1.5,
+                        steady_s=[latency], median_s=latency, min_s=latency * 0.95,
+                        max_s=latency * 1.05, stages=stages, steps=4, its_per_s=4 / stages.denoise,
+                        images_per_call=1, peak_memory_bytes=2**30,
+                        memory_kind="process RSS (sampled)", warmup=1, repeats=1)
+        sc = Score(value=score, per_image=[score], excluded=[None], backend="torchmetrics",
+                   checkpoint="tiny", scale="100 x cosine, clamped at 0", standin=True,
+                   prompt_tokens=5, max_prompt_tokens=75, truncated=False, scored_prompt=prompt)
+        r = Result(model=key, model_name=name, success=True, error=None, source="tiny",
+                   standin=True, toy=False, repo=None, revision=None, teacher=teacher,
+                   prompt=prompt, negative_prompt="", seed=seed, steps=4, guidance=7.5,
+                   width=64, height=64, images_per_prompt=1, scheduler="PNDMScheduler",
+                   dtype="fp32", device="cpu", device_name="test cpu", variant=None,
+                   latents_sha="abc", timing=timing, score=sc)
+        r.images = [Image.new("RGB", (64, 64), (40 * seed, 90, 160))]
+        return r
+
+    with Store(store_path) as store:
+        for prompt in ("a red circle", "a blue square"):
+            for seed in (0, 1):
+                request = Request(prompt, seed=seed, steps=4, size=64)
+                store.save(request, [
+                    result("sd-v1-4", "SD v1.4", None, prompt, seed, 1.0 + seed * 0.1, 25 + seed),
+                    result("bk-sdm-small", "BK-SDM-Small", "sd-v1-4", prompt, seed,
+                           0.6 + seed * 0.1, 23 + seed)], source="tiny")
+    return store_path
+
+
+def test_speed_vs_quality_page_draws_charts_from_the_store(app_env):
+    stored(app_env)
+    at = app("pages/speed_quality_page.py")
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3  # latency vs score, student vs teacher, stages (one step count)
+    specs = "".join(c.proto.spec for c in charts)
+    for title in ("Latency vs CLIP score", "Student relative to its teacher", "Where the time goes",
+                  "Pareto frontier", "published"):
+        assert title in specs
+    assert any("4 prompts" in c.value or "2 prompts" in c.value for c in at.caption)
+    at.toggle(key="sq_per_mp").set_value(True).run()
+    assert not at.exception
+    assert "per megapixel" in "".join(c.proto.spec for c in at.get("plotly_chart"))
+
+
+def test_speed_vs_quality_page_without_results_says_what_to_do(app_env):
+    at = app("pages/speed_quality_page.py")
+    assert any("Compare page" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_history_page_lists_runs_and_reopens_one_side_by_side(app_env):
+    stored(app_env)
+    at = app("pages/history_page.py")
+    runs = at.dataframe[0].value
+    assert len(runs) == 4 and set(runs["prompt"]) == {"a red circle", "a blue square"}
+    assert len(at.image) == 2  # the newest prompt + seed, teacher beside student
+    assert {"CSV (4 runs)", "JSON (4 runs)", "Bundle .zip (4 runs)"} <= {
+        b.label for b in at.download_button}
+    at.text_input(key="history_text").set_value("circle").run()
+    assert len(at.dataframe[0].value) == 2
+    at.selectbox(key="history_pair").set_value(1).run()
+    assert not at.exception and len(at.image) == 2
+
+
+def test_history_page_opens_a_bundle_read_only(app_env, tmp_path):
+    from dsdcompare.store import Store
+
+    with Store(stored(app_env)) as store:
+        bundle = store.export_bundle(tmp_path / "demo.zip")
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.sidebar.text_input(key="sb_store").set_value(str(bundle)).run()
+    at.switch_page("pages/history_page.py").run()
+    assert not at.exception
+    assert len(at.dataframe[0].value) == 4
+    assert any("Read-only bundle, 4 runs" in c.value for c in at.sidebar.caption)
+    assert at.sidebar.toggle(key="sb_save").disabled
+
+
+def test_models_page_shows_the_registry_and_what_each_student_drops(app_env):
+    at = app("pages/models_page.py")
+    registry = at.dataframe[0].value
+    assert {"sd-v1-4", "bk-sdm-small", "sdxl-base", "ssd-1b"} <= set(registry["key"])
+    for column in ("repo / folder", "pipeline", "native size", "teacher"):
+        assert column in registry.columns
+    diffs = [d.value.set_index("setting") for d in at.dataframe if "setting" in d.value.columns]
+    bk, ssd = diffs[0], diffs[1]  # registry order: BK-SDM-Small, then SSD-1B
+    assert bk.loc["layers_per_block"].tolist() == ["2", "1"]
+    assert bk.loc["mid_block_type", "student"] == "null"
+    assert "transformer_layers_per_block" in ssd.index
+    assert any("Published figures" in h.value for h in at.subheader)
+
+
+# --- shared resources -------------------------------------------------------------------------
+
+def test_two_sessions_generating_at_once_get_correct_images(app_env):
+    """Two sessions share one cached pipeline (cache_resource): concurrent calls must give the
+    images each would get alone (PNDM gives wrong images *without an error* when shared)."""
+    from dsdcompare.engine import Request, compare
+    from dsdcompare.registry import get_model
+    from ui import resources
+
+    cache = resources.pipeline_cache()
+    spec = [get_model("sd-v1-4")]
+    requests = [Request("a red circle", seed=1, steps=3, size=64),
+                Request("a blue square", seed=2, steps=3, size=64)]
+    alone = [np.asarray(compare(r, spec, source="tiny", cache=cache)[0].images[0])
+             for r in requests]
+    together: dict[int, np.ndarray] = {}
+
+    def session(i: int) -> None:
+        together[i] = np.asarray(compare(requests[i], spec, source="tiny", cache=cache)[0].images[0])
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=TIMEOUT)
+    assert resources.pipeline_cache() is cache  # one shared cache, not one per session
+    for i in range(2):
+        np.testing.assert_array_equal(together[i], alone[i])
+    assert not np.array_equal(alone[0], alone[1])
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+
+def test_detect_mode_is_cheap_and_says_why():
+    never = lambda: pytest.fail("must not be asked")  # noqa: E731
+    yes, no = (lambda: True), (lambda: False)
+    assert settings.detect_mode({settings.MODE_ENV: "toy"}, cached=never).mode == "toy"
+    assert settings.detect_mode({}, cached=yes).mode == "hub"
+    offline = settings.detect_mode({"HF_HUB_OFFLINE": "1"}, gpu=True, cached=no, online=never,
+                                   toy_ready=yes)
+    assert (offline.mode, "HF_HUB_OFFLINE" in offline.reason) == ("toy", True)
+    no_toy = settings.detect_mode({"HF_HUB_OFFLINE": "1"}, cached=no, toy_ready=no)
+    assert no_toy.mode == "tiny" and "toy weights are not built" in no_toy.reason
+    assert settings.detect_mode({}, gpu=True, cached=no, online=yes).mode == "hub"
+    assert settings.detect_mode({}, gpu=False, cached=no, online=never, toy_ready=yes).mode == "toy"
+    with pytest.raises(ValueError, match="not one of"):
+        settings.detect_mode({settings.MODE_ENV: "cloud"})
+
+
+def test_dns_check_never_hangs():
+    started = time.perf_counter()
+    assert settings.resolves("dsdcompare-test.invalid", timeout_s=0.5) is False
+    assert time.perf_counter() - started < 2.0
+
+
+def test_form_round_trips_through_the_url():
+    form = formstate.FormState(prompt="a cat, 4k", negative_prompt="blurry", seed=42, steps=7,
+                               guidance=8.5, size=None, models=("ssd-1b", "sdxl-base"),
+                               repeats=3, warmup=0)
+    params = formstate.to_params(form, "tiny")
+    assert params["size"] == "native" and params["weights"] == "tiny"
+    back, errors = formstate.from_params(params, formstate.FormState(), SEED_MODELS)
+    assert (back, errors) == (form, [])
+    _, errors = formstate.from_params({"steps": "abc", "zoom": "2"}, form, SEED_MODELS)
+    assert errors[0].startswith("Link parameter rejected: steps='abc' is not an integer")
+    assert "Kept 7" in errors[0] and "zoom" in errors[1]

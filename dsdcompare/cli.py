@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scheduler", help="a diffusers scheduler class, e.g. EulerDiscreteScheduler "
                                        "(default: each repo's own)")
     c.add_argument("--out", default="out", help="output folder (default ./out)")
+    c.add_argument("--resume", action="store_true",
+                   help="skip models whose result for this exact request is already in the store "
+                        "(e.g. after an interrupted run) and complete the interrupted run")
     add_model_options(c)
 
     m = sub.add_parser("models", help="list registered models",
@@ -232,6 +235,7 @@ def run_compare(args, parser) -> int:
     from .loading import resolve_device
     from .metrics import score_unavailable
     from .sheet import contact_sheet
+    from .store import StoreError
 
     # 1. Check inputs
     models = _setup_models(args, parser)
@@ -255,7 +259,26 @@ def run_compare(args, parser) -> int:
     scorer, no_score_reason = open_scorer(args.scorer, models, args.source, device)
     if no_score_reason and args.scorer != "none":
         print(f"warning: no CLIP score: {no_score_reason}", file=sys.stderr)
-    # 3. Run, with a progress bar over every denoising step of every model
+    # 3. Results store: each result is stored as soon as its model finishes
+    if args.resume and args.no_store:
+        parser.error("--resume needs the results store; drop --no-store")
+    try:
+        store = _open_store(args)
+    except StoreError as err:
+        parser.error(str(err))
+    run_id = None
+    if store:
+        if args.resume:
+            todo = store.pending(request, models, args.source)
+            skipped = [m.key for m in models if m not in todo]
+            if skipped:
+                print(f"resume: already stored, skipped: {', '.join(skipped)}")
+            if not todo:
+                print(f"resume: nothing left to run for this request in {store.path}")
+                return 0
+            models = todo
+        run_id = store.start_run(request, source=args.source, resume=args.resume)
+    # 4. Run, with a progress bar over every denoising step of every model
     calls = request.warmup + request.repeats
     bar = tqdm(total=len(models) * calls * request.steps, unit="step", desc="compare")
 
@@ -267,8 +290,6 @@ def run_compare(args, parser) -> int:
             done = (ev.index + 1) * calls * request.steps
             bar.update(max(0, done - bar.n))
 
-    store = _open_store(args)
-    run_id = store.start_run(request, source=args.source) if store else None
 
     def finished(result) -> None:  # stored as soon as it is complete: a crash loses no model
         if result.success and scorer is None:
@@ -283,7 +304,7 @@ def run_compare(args, parser) -> int:
     bar.close()
     if store:
         store.finish_run(run_id)
-    # 4. Files out
+    # 5. Files out
     written = write_outputs(results, out)
     contact_sheet(results).save(out / "contact_sheet.png")
     _print_summary(results, out, written, store)

@@ -143,7 +143,7 @@ def median_stages(calls: list[StageTimes]) -> StageTimes:
 class PeakMemory:
     """Peak memory during a block: CUDA's allocator peak, or sampled process RSS on a CPU."""
 
-    def __init__(self, device: str, interval_s: float = 0.005):
+    def __init__(self, device: str, interval_s: float = 0.02):
         self.device = device
         self.interval_s = interval_s
         self.peak_bytes: int | None = None

@@ -10,7 +10,8 @@ Why the numbers are computed this way:
 
 - **One observation is one prompt and seed.** Stored rows that repeat the same model, prompt,
   seed, steps and conditions (a rerun of a failed result, two benches into one store) are the
-  same deterministic image, not new evidence: the last one counts (:func:`observations`).
+  same deterministic image, not new evidence: the latest successful one counts, else the latest
+  failure (:func:`observations`).
 - **Conditions are never pooled silently.** A summary groups by model and step count, and also
   by every condition column (size, guidance, source, scorer checkpoint, ...) that takes more than
   one value within a model and step count, so scores from different settings or scorers never
@@ -105,7 +106,8 @@ def bootstrap_ci(values, *, statistic: Callable = np.mean, confidence: float = 0
 
 
 def observations(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per model and observation: the last stored row for each (see the module docstring).
+    """One row per model and observation: the latest successful row of each, else its latest
+    failure (see the module docstring).
 
     Keeps the store's row order; adds ``teacher`` (from the registry when the column is absent)
     and ``images_per_prompt`` (1 when absent).
@@ -117,8 +119,10 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
     if "images_per_prompt" not in out:
         out["images_per_prompt"] = 1
     key = ["model", *OBSERVATION_KEY, *_present(out, CONDITION_COLUMNS)]
-    # keep the last row of each key, in the order the rows were stored
-    return out.loc[~out[key].astype(str).duplicated(keep="last")].reset_index(drop=True)
+    # the latest successful row of each key, else its latest failure; in stored order
+    ranked = out.assign(_ok=out["success"].astype(bool)).sort_values("_ok", kind="stable")
+    latest = ranked.loc[~ranked[key].astype(str).duplicated(keep="last")]
+    return out.loc[latest.index.sort_values()].reset_index(drop=True)
 
 
 def paired_differences(df: pd.DataFrame) -> pd.DataFrame:

@@ -220,8 +220,9 @@ class Claim:
     teacher: str  # registry key of its teacher
     latency_ratio: float | None  # student latency / teacher latency (None: not claimed)
     score_ratio: float | None  # student CLIP score / teacher CLIP score (None: not claimed)
-    label: str  # short text drawn beside the mark
-    source: str  # where it is published
+    label: str  # what is claimed, e.g. "BK-SDM-Small, its model card: 36% less latency"
+    source: str  # where it is published, in full
+    document: str = ""  # the source's short name, drawn beside the mark
 
 
 _SECONDS = re.compile(r"^\s*([\d.]+)\s*s\s*$")
@@ -276,7 +277,7 @@ def published_claims(specs: Iterable) -> list[Claim]:
                     text=f"{m.group(1)}% speedup")
     return [Claim(student, c["teacher"], c["latency"], c["score"],
                   f"{specs[student].name}, {doc}: " + "; ".join(t for t in c["texts"] if t),
-                  c["source"])
+                  c["source"], f"{specs[student].name} · {doc}")
             for (student, doc), c in claims.items()]
 
 
@@ -313,8 +314,7 @@ def latency_vs_score(df: pd.DataFrame, *, per_mp: bool = False):
         tags = [t for t, on in (("stand-in", row["standin"]), ("toy", row["toy"])) if on]
         name = row["model_name"] + (f" [{', '.join(tags)}]" if tags else "")
         fig.add_trace(go.Scatter(
-            x=[row["latency"]], y=[row["score"]], mode="markers+text", name=name,
-            text=[row["model_name"]], textposition="top center",
+            x=[row["latency"]], y=[row["score"]], mode="markers", name=name,
             marker=dict(size=15, color=colours.get(row["model"]),
                         symbol="diamond" if is_student else "circle",
                         line=dict(width=2, color="white")),
@@ -340,13 +340,21 @@ def latency_vs_score(df: pd.DataFrame, *, per_mp: bool = False):
         fig.add_annotation(text="no CLIP score, not plotted: " + ", ".join(missing),
                            xref="paper", yref="paper", x=0, y=-0.2, showarrow=False,
                            font=dict(size=11, color="#8a1c1c"), xanchor="left")
-    ylabel = "CLIP score" + (f" — {groups[0]}" if groups else "")
+    scorer = groups[0] if groups else "no scores"
     fig.update_layout(
-        title=dict(text=f"Latency vs CLIP score ({'per megapixel' if per_mp else 'steady state'})"),
-        xaxis_title=f"steady-state latency, median ({unit}) — lower is better",
-        yaxis_title=ylabel + " — higher is better",
+        title=dict(text=f"Latency vs CLIP score ({'per megapixel' if per_mp else 'steady state'})"
+                        f"<br><sup>CLIP: {scorer}</sup>"),
+        xaxis_title=f"latency, steady-state median ({unit}) — lower is better",
+        yaxis_title="CLIP score — higher is better",
         legend=dict(orientation="h", yanchor="top", y=-0.18 if not missing else -0.28, x=0),
-        margin=dict(t=60, b=90), height=470)
+        margin=dict(t=80, b=90), height=480)
+    if len(scored):
+        hi = float(scored["latency_hi"].max())
+        fig.update_xaxes(range=[0, hi * 1.2 if hi > 0 else 1])
+        lo_y = float((scored["score"] - scored["score_sd"]).min())
+        hi_y = float((scored["score"] + scored["score_sd"]).max())
+        pad = max((hi_y - lo_y) * 0.15, abs(hi_y) * 0.05, 0.5)
+        fig.update_yaxes(range=[lo_y - pad, hi_y + pad])
     return fig
 
 
@@ -370,7 +378,8 @@ def stage_breakdown(df: pd.DataFrame, *, per_mp: bool = False):
                              showlegend=False, hoverinfo="skip"))
     fig.update_layout(barmode="stack", title=dict(text="Where the time goes (median per stage)"),
                       yaxis_title=f"seconds ({unit})", xaxis_title=None, height=420,
-                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0),
+                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0,
+                                  traceorder="normal"),
                       margin=dict(t=60, b=80))
     return fig
 
@@ -432,6 +441,8 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
     fig.add_trace(go.Scatter(x=[1], y=[1], mode="markers+text", text=["teacher"],
                              textposition="bottom right", name="teacher (reference)",
                              marker=dict(size=10, color="#333333"), hoverinfo="skip"))
+    claims = list(claims)
+    xs = [1.0] + [c.latency_ratio for c in claims if c.latency_ratio is not None]
     measured = 0
     for model, row in summary.iterrows():
         teacher = _none_if_nan(row["teacher"])
@@ -441,6 +452,7 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
         lat = row["latency"] / t["latency"] if t["latency"] else math.nan
         score = row["score"] / t["score"] if t["score"] and not math.isnan(t["score"]) else math.nan
         measured += 1
+        xs.append(lat)
         fig.add_trace(go.Scatter(
             x=[lat], y=[score if not math.isnan(score) else 1.0], mode="markers+text",
             name=f"{row['model_name']} / {t['model_name']} (measured here)",
@@ -451,39 +463,45 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
                            "latency ×%{x:.2f}<br>"
                            + ("CLIP ×%{y:.3f}" if not math.isnan(score) else "no CLIP score")
                            + "<extra></extra>")))
-    for i, c in enumerate(claims):
+    lines = 0
+    for c in claims:
+        hover = f"<b>published</b> (not measured here)<br>{c.label}<br>source: {c.source}"
+        name = f"published: {c.document or c.label}"
         if c.latency_ratio is not None and c.score_ratio is not None:
             fig.add_trace(go.Scatter(
-                x=[c.latency_ratio], y=[c.score_ratio], mode="markers+text",
-                name=f"published: {c.label}", text=["published"], textposition="bottom center",
+                x=[c.latency_ratio], y=[c.score_ratio], mode="markers+text", name=name,
+                text=["published"], textposition="bottom center",
                 textfont=dict(color=_CLAIM_COLOUR, size=11),
-                marker=dict(size=13, symbol="diamond-open", color=_CLAIM_COLOUR,
-                            line=dict(width=2)),
-                hovertemplate=f"<b>published</b> (not measured here)<br>{c.label}<br>"
-                              f"source: {c.source}<extra></extra>"))
-        elif c.latency_ratio is not None:
+                marker=dict(size=13, symbol="diamond-open", color=_CLAIM_COLOUR, line=dict(width=2)),
+                hovertemplate=hover + "<extra></extra>"))
+        elif c.latency_ratio is not None:  # a speed claim only: a dotted line, labelled
             fig.add_vline(x=c.latency_ratio, line=dict(color=_CLAIM_COLOUR, dash="dot", width=1.5))
-            fig.add_annotation(x=c.latency_ratio, y=1, yref="paper", yanchor="bottom",
-                               text=f"published ×{c.latency_ratio:.2f}", showarrow=False,
-                               textangle=-90, xanchor="right", xshift=-2, yshift=-8 - 70 * (i % 2),
-                               font=dict(size=10, color=_CLAIM_COLOUR), hovertext=c.label)
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"published: {c.label}",
+            doc = c.source.split(" (")[0]
+            fig.add_annotation(x=c.latency_ratio, y=1 - 0.07 * lines, yref="paper",
+                               text=f"{doc}: ×{c.latency_ratio:.2f}",
+                               showarrow=False, xanchor="right", xshift=-4, hovertext=c.label,
+                               font=dict(size=10, color=_CLAIM_COLOUR),
+                               bgcolor="rgba(255,255,255,0.8)")
+            lines += 1
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
                                      line=dict(color=_CLAIM_COLOUR, dash="dot")))
-        elif c.score_ratio is not None:
+        elif c.score_ratio is not None:  # a quality claim only
             fig.add_hline(y=c.score_ratio, line=dict(color=_CLAIM_COLOUR, dash="dot", width=1.5))
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"published: {c.label}",
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
                                      line=dict(color=_CLAIM_COLOUR, dash="dot")))
     if not measured:
         fig.add_annotation(text="no teacher/student pair measured in this selection",
                            xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
                            font=dict(size=13, color="#8a1c1c"))
     fig.update_layout(
-        title=dict(text="Student relative to its teacher (measured here vs published)"),
+        title=dict(text="Student relative to its teacher<br><sup>measured here (filled) and "
+                        "published elsewhere (grey): ratios share one scale</sup>"),
         xaxis_title="latency ratio, student / teacher — lower is faster",
         yaxis_title="CLIP score ratio, student / teacher",
         legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, font=dict(size=11)),
-        margin=dict(t=60, b=120), height=520)
-    fig.update_xaxes(rangemode="tozero")
+        margin=dict(t=80, b=120), height=520)
+    finite = [x for x in xs if x is not None and math.isfinite(x)]
+    fig.update_xaxes(range=[0, max(finite) * 1.25])
     return fig
 
 

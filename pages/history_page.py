@@ -25,7 +25,8 @@ runs = resources.stored_runs(settings.store_path, settings.store_readonly, stamp
 if runs.empty:
     st.info("No stored runs match these filters.", icon=":material/filter_alt_off:")
     st.stop()
-st.dataframe(tables.runs_table(runs), hide_index=True, width="stretch", height=260)
+st.dataframe(tables.runs_table(runs), hide_index=True, width="stretch",
+             height=min(38 + 35 * len(runs), 320))
 
 # 3. Export what is listed
 views.store_downloads(store, runs["run_id"].tolist(), key_prefix="history_export")
@@ -41,5 +42,6 @@ results = [store.load_result(int(i)) for i in rows["result_id"]]
 st.caption(f"Latest stored result of each model for this prompt and seed "
            f"({', '.join(sorted(set(rows['source'])))} weights; stored "
            f"{rows['created_at'].min():%Y-%m-%d %H:%M}–{rows['created_at'].max():%H:%M} UTC).")
-views.result_columns(results, key_prefix="history", prompt=pair[0], seed=pair[1])
+views.result_columns(results, key_prefix="history", prompt=pair[0], seed=pair[1],
+                     standin_badges=True)
 views.results_table(results)

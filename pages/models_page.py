@@ -13,12 +13,18 @@ st.dataframe(tables.registry_table(specs), hide_index=True, width="stretch",
 
 # 2. Parameters per component (counted on the meta device: fast, no weights)
 st.subheader("Parameters per component")
-params = resources.params_table(tuple(s.key for s in specs if s.arch))
+params = resources.params_table(tuple(
+    (s.key, "arch" if s.arch else "local") for s in specs
+    if s.arch or tables.local_weights_present(s)))
 if params is None:
     st.caption("Parameter counts come from `dsdcompare.profiling.count_params`, which is not "
                "available in this installation.")
 else:
-    st.dataframe(params, hide_index=True, width="stretch")
+    st.dataframe(params, hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(c, format="%.1f") for c in params.columns
+        if c.endswith("(M)")})
+    st.caption("Counted from each architecture on PyTorch's meta device: no weights are loaded. "
+               "The VAE and CLIP ViT-L text encoder are shared by all four seed models.")
 
 # 3. Each teacher/student pair: what distillation removed
 st.subheader("Teacher and student: what differs")
@@ -32,7 +38,8 @@ for student in [s for s in specs if s.teacher]:
         if a is None or b is None:
             st.caption("UNet configs not available here (toy weights not built yet).")
             continue
-        st.dataframe(tables.config_differences(a, b), hide_index=True, width="stretch",
+        st.dataframe(tables.config_differences(a, b, tables.unet_defaults()), hide_index=True,
+                     width="stretch",
                      key=f"models_diff_{student.key}")
 
 # 4. Published figures

@@ -185,6 +185,41 @@ def test_out_of_range_url_values_are_rejected_with_a_message(app_env):
     assert at.text_area(key="compare_prompt").value == "ok"  # valid values still apply
 
 
+def test_offline_default_is_the_toy_pair_else_tiny_standins_with_a_banner(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSDCOMPARE_STORE", str(tmp_path / "results.sqlite"))
+    monkeypatch.delenv(settings.MODE_ENV, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from ui import resources
+
+    resources.detected_mode.clear()
+    try:
+        at = app()
+    finally:
+        resources.detected_mode.clear()
+    caption = next(c.value for c in at.sidebar.caption if c.value.startswith("Auto"))
+    assert "HF_HUB_OFFLINE is set" in caption
+    if settings.toy_weights_ready():
+        assert at.multiselect(key="compare_models").value == ["toy-teacher", "toy-student"]
+        assert any(i.value.startswith("Toy models") for i in at.info)
+    else:
+        assert "toy weights are not built yet" in caption
+        assert at.multiselect(key="compare_models").value == SEED_MODELS
+        assert any(w.value.startswith("Stand-in models") for w in at.warning)
+
+
+@pytest.mark.skipif(not settings.toy_weights_ready(), reason="toy weights not trained yet "
+                    "(python -m dsdcompare toyzoo train)")
+def test_toy_pair_compares_side_by_side_scored_by_the_toy_clip(app_env, monkeypatch):
+    monkeypatch.setenv(settings.MODE_ENV, "toy")
+    at = app()
+    at.text_area(key="compare_prompt").set_value("a red circle on a blue background")
+    at.button(key="compare_generate").click().run()
+    assert not at.exception and not at.error
+    assert len(at.image) == 2
+    table = at.dataframe[0].value
+    assert table["CLIP score"].notna().all()
+
+
 # --- Speed vs quality, History, Models ----------------------------------------------------------
 
 def stored(store_path: Path) -> Path:
@@ -283,6 +318,10 @@ def test_models_page_shows_the_registry_and_what_each_student_drops(app_env):
     assert {"sd-v1-4", "bk-sdm-small", "sdxl-base", "ssd-1b"} <= set(registry["key"])
     for column in ("repo / folder", "pipeline", "native size", "teacher"):
         assert column in registry.columns
+    params = next(d.value for d in at.dataframe if "UNet (M)" in d.value.columns)
+    unet = dict(zip(params["model"], params["UNet (M)"]))
+    assert unet["SD v1.4"] == pytest.approx(859.52, abs=0.01)  # FACTS.md
+    assert unet["BK-SDM-Small"] == pytest.approx(482.35, abs=0.01)
     diffs = [d.value.set_index("setting") for d in at.dataframe if "setting" in d.value.columns]
     bk, ssd = diffs[0], diffs[1]  # registry order: BK-SDM-Small, then SSD-1B
     assert bk.loc["layers_per_block"].tolist() == ["2", "1"]

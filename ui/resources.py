@@ -138,22 +138,31 @@ def figures(df: pd.DataFrame, per_mp: bool) -> dict:
     }
 
 
-@st.cache_data(show_spinner=False)
-def params_table(keys: tuple[str, ...]) -> pd.DataFrame | None:
-    """Parameters per component of each model (``dsdcompare.profiling``), or None if unavailable."""
+@st.cache_data(show_spinner="Counting parameters (meta device, no weights)…")
+def params_table(models: tuple[tuple[str, str], ...]) -> pd.DataFrame | None:
+    """Millions of parameters per component of each ``(model, source)`` (``count_params``).
+
+    None when ``dsdcompare.profiling`` is not installed; a model that cannot be counted gets
+    its error in the ``error`` column.
+    """
     try:
         from dsdcompare.profiling import count_params
     except ImportError:
         return None
     from dsdcompare.registry import get_model
 
+    labels = {"unet": "UNet", "text_encoder": "text encoder", "text_encoder_2": "text encoder 2",
+              "vae": "VAE", "vae_decoder": "of which decoder", "safety_checker": "safety checker"}
     rows = []
-    for key in keys:
+    for key, source in models:
+        row = {"model": get_model(key).name}
         try:
-            counts = count_params(get_model(key))
-        except Exception as err:  # a model without an architecture: say so in its row
-            rows.append({"model": key, "error": f"{type(err).__name__}: {err}"})
+            counts = count_params(key, source=source)
+        except Exception as err:  # e.g. toy weights not built: say so in its row
+            rows.append({**row, "error": f"{type(err).__name__}: {err}".splitlines()[0]})
             continue
-        rows.append({"model": key, **{k: v for k, v in dict(counts).items()}})
+        for comp, label in labels.items():
+            row[f"{label} (M)"] = counts[comp] / 1e6 if comp in counts else None
+        row["total (M)"] = sum(v for k, v in counts.items() if k != "vae_decoder") / 1e6
+        rows.append(row)
     return pd.DataFrame(rows)
-

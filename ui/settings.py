@@ -57,16 +57,16 @@ class Mode:
 
 
 MODES: dict[str, Mode] = {m.key: m for m in (
-    Mode("toy", "Toy pair: trained miniatures (offline)", "local", TOY_MODELS, False,
+    Mode("toy", "Toy pair (trained, offline)", "local", TOY_MODELS, False,
          "Toy models: a miniature teacher and its distilled student, trained by dsdcompare on "
          "32 px synthetic shapes and scored by a toy CLIP trained on the same data. They show "
          "the distillation story offline; they are not real text-to-image models."),
-    Mode("tiny", "Tiny stand-ins of the four seed models (random weights)", "tiny", SEED_MODELS,
+    Mode("tiny", "Tiny stand-ins (random weights)", "tiny", SEED_MODELS,
          True, "Stand-in models: architecture-faithful miniatures of the four seed models with "
                "random weights. Their images are noise and their CLIP scores meaningless; the "
                "timings test the plumbing, not the models."),
-    Mode("hub", "Real weights from the Hugging Face hub", "hub", SEED_MODELS, False, ""),
-    Mode("arch", "Full-size architectures, random weights (slow on a CPU)", "arch", SEED_MODELS,
+    Mode("hub", "Real weights (Hugging Face hub)", "hub", SEED_MODELS, False, ""),
+    Mode("arch", "Full size, random weights (slow)", "arch", SEED_MODELS,
          True, "Full-size architectures with random weights: real latency and memory, but the "
                "images are noise and the CLIP scores meaningless."),
 )}

@@ -44,6 +44,11 @@ def registry_table(specs: Iterable) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def local_weights_present(spec) -> bool:
+    """``spec.local_dir`` holds a pipeline (``model_index.json``)."""
+    return bool(spec.local_dir) and (Path(spec.local_dir) / "model_index.json").is_file()
+
+
 def unet_config(spec) -> dict[str, Any] | None:
     """The UNet config of ``spec``: its ``arch`` (archs.py), else ``local_dir/unet/config.json``."""
     if spec.arch:
@@ -57,20 +62,50 @@ def unet_config(spec) -> dict[str, Any] | None:
     return None
 
 
-def config_differences(teacher: dict[str, Any], student: dict[str, Any]) -> pd.DataFrame:
-    """Keys whose values differ between two component configs: setting, teacher, student."""
+def unet_defaults() -> dict[str, Any]:
+    """``UNet2DConditionModel``'s constructor defaults (what a config that omits a key gets)."""
+    import inspect
+
+    from diffusers import UNet2DConditionModel
+
+    params = inspect.signature(UNet2DConditionModel.__init__).parameters
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def config_differences(teacher: dict[str, Any], student: dict[str, Any],
+                       defaults: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Keys whose values differ between two component configs: setting, teacher, student.
+
+    A key one config omits takes its value from ``defaults`` (shown with "(default)"), so an
+    omitted key that equals the other's value is no difference.
+    """
+    defaults = defaults or {}
     rows = []
     for key in sorted(set(teacher) | set(student)):
-        a, b = teacher.get(key, "—"), student.get(key, "—")
-        if a != b:
-            rows.append({"setting": key, "teacher": _show(a), "student": _show(b)})
+        a, b = teacher.get(key, _MISSING), student.get(key, _MISSING)
+        a_val = defaults.get(key, _MISSING) if a is _MISSING else a
+        b_val = defaults.get(key, _MISSING) if b is _MISSING else b
+        if _norm(a_val) == _norm(b_val):
+            continue
+        rows.append({"setting": key,
+                     "teacher": _show(a_val, a is _MISSING and a_val is not _MISSING),
+                     "student": _show(b_val, b is _MISSING and b_val is not _MISSING)})
     return pd.DataFrame(rows, columns=["setting", "teacher", "student"])
 
 
-def _show(value) -> str:
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value)
-    return "null" if value is None else str(value)
+def _norm(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _show(value, from_defaults: bool = False) -> str:
+    if value is _MISSING:
+        return "—"
+    text = json.dumps(value) if isinstance(value, (list, tuple, dict)) else \
+        "null" if value is None else str(value)
+    return text + (" (default)" if from_defaults else "")
+
+
+_MISSING = object()
 
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -129,17 +129,25 @@ def caption(result) -> str:
     return " · ".join(parts)
 
 
-def result_columns(results, *, key_prefix: str, prompt: str, seed: int) -> None:
-    """One column per model (teacher beside its student): image, caption, PNG download, or error."""
+def result_columns(results, *, key_prefix: str, prompt: str, seed: int,
+                   standin_badges: bool | None = None) -> None:
+    """One column per model (teacher beside its student): image, caption, PNG download, or error.
+
+    ``standin_badges`` None: a "stand-in" badge per column only when stand-ins and real models
+    are mixed (a live comparison's banner already says when all are); True: always (stored
+    results, which the current banner does not describe).
+    """
+    mixed = standin_badges if standin_badges is not None else \
+        len({bool(r.standin) for r in results}) > 1
     for start in range(0, len(results), MAX_COLUMNS):
         row = results[start:start + MAX_COLUMNS]
         cols = st.columns(MAX_COLUMNS if len(results) > MAX_COLUMNS else len(row), gap="medium")
         for col, r in zip(cols, row):
             with col, st.container(border=True):
-                _result_cell(r, key_prefix=key_prefix, prompt=prompt, seed=seed)
+                _result_cell(r, key_prefix=key_prefix, prompt=prompt, seed=seed, mixed=mixed)
 
 
-def _result_cell(r, *, key_prefix: str, prompt: str, seed: int) -> None:
+def _result_cell(r, *, key_prefix: str, prompt: str, seed: int, mixed: bool) -> None:
     st.markdown(f"**{r.model_name}**")
     badges = []
     if r.teacher:
@@ -150,7 +158,7 @@ def _result_cell(r, *, key_prefix: str, prompt: str, seed: int) -> None:
         badges.append(f":blue-badge[student of {teacher}]")
     else:
         badges.append(":gray-badge[teacher / base]")
-    if r.standin:
+    if r.standin and mixed:
         badges.append(":orange-badge[stand-in: noise]")
     if r.toy:
         badges.append(":green-badge[toy]")

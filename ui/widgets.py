@@ -25,10 +25,15 @@ def sidebar_ui(detected: Detected, host: dict, s: Settings, store_info: str) -> 
         st.markdown("### Settings")
         st.selectbox(
             "Weights", ["auto", *MODES], key="sb_mode",
-            format_func=lambda k: (f"Auto: {MODES[detected.mode].label}" if k == "auto"
+            format_func=lambda k: (f"Auto → {MODES[detected.mode].label.split(' (')[0]}"
+                                   if k == "auto"
                                    else MODES[k].label),
-            help="Where the models' weights come from. Auto picks real weights only when they "
-                 "are cached or a GPU can download them.")
+            help="Where the models' weights come from. **Toy pair**: a miniature teacher and "
+                 "student trained by dsdcompare on synthetic shapes. **Tiny stand-ins**: the "
+                 "four seed models shrunk, random weights (noise). **Real weights**: the hub "
+                 "repos (cached, or downloaded on first use). **Full size, random weights**: "
+                 "real latency and memory, noise images. Auto picks real weights only when they "
+                 "are cached, or a GPU can download them.")
         st.caption(f"{'Auto' if st.session_state.sb_mode == 'auto' else 'Chosen'}: "
                    f"**{s.mode.key}** — {s.mode_reason}.")
         c1, c2 = st.columns(2)
@@ -87,7 +92,7 @@ def compare_form_ui(choices: list[str], defaults: FormDefaults) -> bool:
             pressed = st.form_submit_button("Generate", type="primary", key="compare_generate",
                                             width="stretch")
         with b2:
-            st.form_submit_button("🎲 Random seed", key="compare_random",
+            st.form_submit_button("Random seed", key="compare_random", icon=":material/casino:",
                                   on_click=state.randomise_seed, width="stretch")
     st.caption(defaults.note)
     return bool(pressed)

@@ -1,0 +1,138 @@
+"""End to end in a real browser: Playwright drives Debian's chromium against `streamlit run`.
+
+No browser is downloaded: ``/usr/bin/chromium`` comes from apt (``apt-get install -y chromium``)
+and the ``playwright`` Python package only drives it. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+START_TIMEOUT_S = 180
+GENERATE_TIMEOUT_S = 600
+VIEWPORT = {"width": 1500, "height": 1000}
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """``streamlit run dashboard.py`` on 127.0.0.1 with a fresh store and the tiny stand-ins."""
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing: apt-get install -y chromium")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is missing: "
+                                                       "pip install playwright")
+    port = _free_port()
+    env = {**os.environ, "DSDCOMPARE_STORE": str(tmp_path / "store" / "results.sqlite"),
+           "DSDCOMPARE_DASHBOARD_MODE": "tiny", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    log = open(tmp_path / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def shoot(page, name: str) -> None:
+    """Screenshot the whole page: Streamlit scrolls inside its main block, not the document,
+    so the viewport is grown to the content's height first."""
+    height = page.evaluate("""() => {
+        const main = document.querySelector('[data-testid="stMain"]');
+        return Math.max(main ? main.scrollHeight : 0, document.body.scrollHeight);
+    }""")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, 900), 6000)})
+    page.wait_for_timeout(800)  # let plotly relayout at the new size
+    page.screenshot(path=ARTIFACTS / name)
+    page.set_viewport_size(VIEWPORT)
+
+
+def test_generate_four_images_then_see_a_chart(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    expect.set_options(timeout=START_TIMEOUT_S * 1000)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(START_TIMEOUT_S * 1000)
+        try:
+            # 1. Compare: fill the prompt, press Generate, see four images and the table
+            page.goto(server)
+            prompt = page.get_by_label("Prompt", exact=True)
+            prompt.fill("a red circle on a blue background")
+            expect(page.get_by_text("Stand-in models:")).to_be_visible()
+            shoot(page, "01-compare-form.png")
+            started = time.perf_counter()
+            page.get_by_role("button", name="Generate").click()
+            images = page.locator('[data-testid="stImage"] img')
+            expect(images).to_have_count(4, timeout=GENERATE_TIMEOUT_S * 1000)
+            for i in range(4):
+                expect(images.nth(i)).to_be_visible()
+            took = time.perf_counter() - started
+            print(f"\nGenerate -> four images in the browser (tiny stand-ins): {took:.1f} s")
+            (ARTIFACTS / "generate-seconds.txt").write_text(f"{took:.1f}\n")
+            expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(1)
+            expect(page.get_by_text("SDXL base 1.0").first).to_be_visible()
+            assert "prompt=a+red+circle" in page.url  # the comparison is a shareable link
+            shoot(page, "02-compare-results.png")
+
+            # 2. Speed vs quality: the stored results are charted
+            page.get_by_role("link", name="Speed vs quality").click()
+            charts = page.locator('[data-testid="stPlotlyChart"]')
+            expect(charts.first).to_be_visible()
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            assert charts.count() >= 3
+            shoot(page, "03-speed-vs-quality.png")
+
+            # 3. History and Models, for the review
+            page.get_by_role("link", name="History").click()
+            expect(page.locator('[data-testid="stImage"] img')).to_have_count(4)
+            shoot(page, "04-history.png")
+            page.get_by_role("link", name="Models").click()
+            expect(page.get_by_text("Teacher and student: what differs")).to_be_visible()
+            shoot(page, "05-models.png")
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()

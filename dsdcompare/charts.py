@@ -43,6 +43,7 @@ _PAIR_COLOURS = [("#1f4e79", "#5b9bd5"), ("#9c4a00", "#f0a04b"), ("#1b6b3a", "#6
 _STAGE_COLOURS = {"text_s": "#8da0cb", "denoise_s": "#1f4e79", "decode_s": "#f0a04b",
                   "safety_s": "#e07a9a", "other_s": "#c7c7c7"}
 _CLAIM_COLOUR = "#6b6b6b"
+_DASHES = ("dot", "dash", "dashdot", "longdash")
 
 
 class ChartError(ValueError):
@@ -424,7 +425,7 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
     x = student latency / teacher latency, y = student CLIP score / teacher CLIP score; the
     teacher sits at (1, 1). Ratios are the one scale on which numbers measured here and numbers
     published elsewhere (other GPUs, scorers, datasets) can share axes. A claim with both ratios
-    is a grey open diamond; one with a single ratio is a dotted line. Raises :class:`ChartError`
+    is a grey open diamond; one with a single ratio is a grey line named in the legend. Raises :class:`ChartError`
     when scores from several checkpoints are mixed.
     """
     import plotly.graph_objects as go
@@ -463,6 +464,7 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
                            "latency ×%{x:.2f}<br>"
                            + ("CLIP ×%{y:.3f}" if not math.isnan(score) else "no CLIP score")
                            + "<extra></extra>")))
+    x_max = max(x for x in xs if x is not None and math.isfinite(x)) * 1.2
     lines = 0
     for c in claims:
         hover = f"<b>published</b> (not measured here)<br>{c.label}<br>source: {c.source}"
@@ -474,21 +476,20 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
                 textfont=dict(color=_CLAIM_COLOUR, size=11),
                 marker=dict(size=13, symbol="diamond-open", color=_CLAIM_COLOUR, line=dict(width=2)),
                 hovertemplate=hover + "<extra></extra>"))
-        elif c.latency_ratio is not None:  # a speed claim only: a dotted line, labelled
-            fig.add_vline(x=c.latency_ratio, line=dict(color=_CLAIM_COLOUR, dash="dot", width=1.5))
-            doc = c.source.split(" (")[0]
-            fig.add_annotation(x=c.latency_ratio, y=1 - 0.07 * lines, yref="paper",
-                               text=f"{doc}: ×{c.latency_ratio:.2f}",
-                               showarrow=False, xanchor="right", xshift=-4, hovertext=c.label,
-                               font=dict(size=10, color=_CLAIM_COLOUR),
-                               bgcolor="rgba(255,255,255,0.8)")
+        elif c.latency_ratio is not None:  # a speed claim only: a vertical line (its legend
+            dash = _DASHES[lines % len(_DASHES)]  # entry names it; the dash tells lines apart)
             lines += 1
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
-                                     line=dict(color=_CLAIM_COLOUR, dash="dot")))
-        elif c.score_ratio is not None:  # a quality claim only
-            fig.add_hline(y=c.score_ratio, line=dict(color=_CLAIM_COLOUR, dash="dot", width=1.5))
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
-                                     line=dict(color=_CLAIM_COLOUR, dash="dot")))
+            fig.add_vline(x=c.latency_ratio, line=dict(color=_CLAIM_COLOUR, dash=dash, width=1.5))
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines",
+                                     name=f"{name}: ×{c.latency_ratio:.2f} latency",
+                                     line=dict(color=_CLAIM_COLOUR, dash=dash)))
+        elif c.score_ratio is not None:  # a quality claim only: a horizontal line
+            dash = _DASHES[lines % len(_DASHES)]
+            lines += 1
+            fig.add_hline(y=c.score_ratio, line=dict(color=_CLAIM_COLOUR, dash=dash, width=1.5))
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines",
+                                     name=f"{name}: ×{c.score_ratio:.2f} CLIP",
+                                     line=dict(color=_CLAIM_COLOUR, dash=dash)))
     if not measured:
         fig.add_annotation(text="no teacher/student pair measured in this selection",
                            xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
@@ -500,8 +501,7 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
         yaxis_title="CLIP score ratio, student / teacher",
         legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, font=dict(size=11)),
         margin=dict(t=80, b=120), height=520)
-    finite = [x for x in xs if x is not None and math.isfinite(x)]
-    fig.update_xaxes(range=[0, max(finite) * 1.25])
+    fig.update_xaxes(range=[0, x_max])
     return fig
 
 

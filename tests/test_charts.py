@@ -151,7 +151,8 @@ def test_student_vs_teacher_puts_measurements_and_claims_on_shared_ratio_axes():
     measured = [t for t in fig.data if t.name and "measured here" in t.name]
     assert [(round(t.x[0], 3), round(t.y[0], 3)) for t in measured] == [(0.6, 0.933), (0.75, 0.8)]
     published = [t for t in fig.data if t.name and t.name.startswith("published")]
-    assert [t.name for t in published] == ["published: card: both", "published: card: speed only"]
+    assert [t.name for t in published] == ["published: card: both",
+                                           "published: card: speed only: ×0.62 latency"]
     assert any(s.x0 == 0.62 for s in fig.layout.shapes)  # a latency-only claim is a line
     lonely = charts.student_vs_teacher(rows(("teacher-a", None, 1.0, 20.0)), claims)
     assert any("no teacher/student pair" in a.text for a in lonely.layout.annotations)

@@ -157,6 +157,17 @@ def test_random_seed_button_sets_a_new_seed_without_running(app_env):
     assert not at.image
 
 
+def test_changing_the_weights_resets_models_and_defaults_with_a_message(app_env):
+    at = app()
+    at.sidebar.selectbox(key="sb_mode").set_value("toy").run()
+    assert not at.exception
+    assert at.multiselect(key="compare_models").value == ["toy-teacher", "toy-student"]
+    assert at.selectbox(key="compare_size").value is None  # the toy pair's native 32 px
+    assert any("Weights changed to" in w.value for w in at.warning)
+    if not settings.toy_weights_ready():
+        assert any("toy weights are not built here" in w.value for w in at.warning)
+
+
 def test_url_parameters_prefill_the_form(app_env):
     at = app(params={"prompt": "a green square", "neg": "blurry", "seed": "1234", "steps": "3",
                      "cfg": "9", "size": "128", "models": "sdxl-base,ssd-1b", "weights": "tiny"})

@@ -222,6 +222,9 @@ def banners(mode: Mode, scorer: str | None, scorer_standin: bool) -> tuple[str, 
     from dsdcompare.metrics import SCORER_STANDIN
 
     out = [mode.banner] if mode.banner else []
+    if mode.key == "toy" and not toy_weights_ready():
+        out.append("The toy weights are not built here (python -m dsdcompare toyzoo train), so "
+                   "the toy models will fail to load: choose the tiny stand-ins in the sidebar.")
     if scorer == SCORER_STANDIN and mode.key not in ("tiny", "arch"):
         out.append("Stand-in scorer: the toy CLIP is not built here, so CLIP scores come from a "
                    "tiny random CLIP and mean nothing.")

@@ -26,7 +26,7 @@ MAX_COLUMNS = 4  # image columns per row
 def banners(texts: tuple[str, ...], mode_key: str) -> None:
     """The stand-in / toy banners every page shows."""
     for text in texts:
-        if mode_key == "toy" and text.startswith("Toy"):
+        if mode_key == "toy" and text.startswith("Toy models"):
             st.info(text, icon=":material/toys:")
         else:
             st.warning(text, icon=":material/warning:")
@@ -155,14 +155,10 @@ def _result_cell(r, *, key_prefix: str, prompt: str, seed: int, mixed: bool) -> 
             teacher = get_model(r.teacher).name
         except ValueError:
             teacher = r.teacher
-        badges.append(f":blue-badge[student of {teacher}]")
+        badges.append(f":blue-badge[student of {teacher.split(' (')[0]}]")
     else:
         badges.append(":gray-badge[teacher / base]")
-    if r.standin and mixed:
-        badges.append(":orange-badge[stand-in: noise]")
-    if r.toy:
-        badges.append(":green-badge[toy]")
-    st.markdown(" ".join(badges))
+    st.markdown(" ".join(badges))  # one line: the images of a row stay aligned
     if not r.success:
         st.error(r.error or "failed", icon=":material/error:")
         if getattr(r, "error_detail", None):
@@ -174,6 +170,8 @@ def _result_cell(r, *, key_prefix: str, prompt: str, seed: int, mixed: bool) -> 
         return
     image = r.images[0]
     st.image(display_image(image), caption=caption(r), width="stretch")
+    if r.standin and mixed:
+        st.caption(":orange[stand-in weights: this image is noise]")
     fid = r.fidelity or {}
     if fid.get("psnr") is not None:
         st.caption(f"vs teacher: PSNR {fid['psnr']:.1f} dB · SSIM {fid['ssim']:.3f}")

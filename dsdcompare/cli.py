@@ -338,27 +338,10 @@ def write_outputs(results, out: Path) -> list[Path]:
 
 
 def flat_row(result) -> dict:
-    """One flat table row of a Result: what the CSV and the summary show."""
-    t, s = result.timing, result.score
-    stages = t.stages if t else None
-    return {
-        "model": result.model, "success": result.success, "error": result.error or "",
-        "source": result.source, "standin": result.standin, "dtype": result.dtype,
-        "device_name": result.device_name, "width": result.width, "steps": result.steps,
-        "guidance": result.guidance, "seed": result.seed, "scheduler": result.scheduler,
-        "load_s": t.load_s if t else None, "first_call_s": t.first_call_s if t else None,
-        "median_s": t.median_s if t else None, "min_s": t.min_s if t else None,
-        "max_s": t.max_s if t else None, "text_s": stages.text if t else None,
-        "denoise_s": stages.denoise if t else None, "decode_s": stages.decode if t else None,
-        "its_per_s": t.its_per_s if t else None,
-        "peak_memory_mb": round(t.peak_memory_bytes / 2**20, 1) if t and t.peak_memory_bytes else None,
-        "clip_score": getattr(s, "value", None), "score_scale": getattr(s, "scale", None),
-        "score_checkpoint": getattr(s, "checkpoint", None),
-        "score_standin": getattr(s, "standin", None),
-        "psnr_vs_teacher": result.fidelity["psnr"] if result.fidelity else None,
-        "ssim_vs_teacher": result.fidelity["ssim"] if result.fidelity else None,
-        "flags": "; ".join(result.flags),
-    }
+    """One flat row of a Result: the same columns as the results store's table."""
+    from .store import flat_record, result_record_dict
+
+    return flat_record(result_record_dict(result))
 
 
 def _print_summary(results, out: Path, written, store) -> None:
@@ -371,6 +354,6 @@ def _print_summary(results, out: Path, written, store) -> None:
         score = "-" if row["clip_score"] is None else f"{row['clip_score']:.3f}"
         print(f"{r.model:14} {row['median_s']:.3f} s  {row['its_per_s']:.2f} it/s  CLIP {score}"
               + ("  [stand-in: images are noise]" if r.standin else "")
-              + (f"  flags: {row['flags']}" if row["flags"] else ""))
+              + (f"  flags: {'; '.join(r.flags)}" if r.flags else ""))
     print(f"\nwrote {len(written)} images, contact_sheet.png, results.json, results.csv to {out}"
           + (f"; stored in {store.path}" if store else ""))

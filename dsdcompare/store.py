@@ -152,7 +152,7 @@ RESULT_COLUMNS = (
     "torch_version", "diffusers_version", "transformers_version", "run_note",
 )
 
-#: Flat columns of the ``results`` table, derived from the Result record (see :func:`_flatten`).
+#: Flat columns of the ``results`` table, derived from the Result record (see :func:`flat_record`).
 _FLAT_COLUMNS = (
     "model", "model_name", "success", "error", "source", "standin", "toy", "teacher", "repo",
     "revision", "prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height",
@@ -424,7 +424,7 @@ class Store:
         for the model.
         """
         self._check_writable()
-        record = _record_of(result)
+        record = result_record_dict(result)
         # 1. Image files, outside the transaction (slow I/O must not hold the write lock)
         stored = [self._write_image(image) for image in (getattr(result, "images", None) or [])]
         # 2. Row and image rows in one transaction
@@ -441,7 +441,7 @@ class Store:
 
     def _insert_result(self, conn: sqlite3.Connection, run_id: int, record: dict,
                        stored: list[dict]) -> int:
-        flat = _flatten(record)
+        flat = flat_record(record)
         names = ("run_id", "created_at", *_FLAT_COLUMNS, "record")
         values = (run_id, _now(), *(flat[c] for c in _FLAT_COLUMNS), _dumps(record))
         cur = conn.execute(f"INSERT INTO results ({', '.join(names)}) "
@@ -480,7 +480,7 @@ class Store:
                 raise StoreError(f"{self.path}: there is no result {result_id}")
             record = _loads(row[0])
             record["fidelity"] = fidelity
-            flat = _flatten(record)
+            flat = flat_record(record)
             conn.execute("UPDATE results SET record = ?, psnr = ?, ssim = ?, fidelity_against = ?"
                          " WHERE id = ?", (_dumps(record), flat["psnr"], flat["ssim"],
                                            flat["fidelity_against"], result_id))
@@ -1138,7 +1138,8 @@ def _request_dict(request) -> dict:
                      f"{type(request).__name__}")
 
 
-def _record_of(result) -> dict:
+def result_record_dict(result) -> dict:
+    """A Result (or its dict) as the plain JSON-round-tripped record the store keeps."""
     if hasattr(result, "to_dict"):
         record = result.to_dict()
     elif isinstance(result, dict):
@@ -1151,8 +1152,8 @@ def _record_of(result) -> dict:
     return _loads(_dumps(record))
 
 
-def _flatten(record: dict) -> dict:
-    """The flat columns of a Result record."""
+def flat_record(record: dict) -> dict:
+    """The flat columns of a Result record (``Result.to_dict()``): the results table's row."""
     timing = record.get("timing") or {}
     stages = timing.get("stages") or {}
     score = record.get("score") or {}

@@ -381,7 +381,7 @@ def _make_v1(path, request):
         (request.prompt, request.negative_prompt, request.seed, request.steps,
          request.guidance, request.size, request.images_per_prompt))
     record = fake_result("m0", request).to_dict()
-    flat = {**store_mod._flatten(record), "median_s": 0.5}  # v1 had every flat column of today
+    flat = {**store_mod.flat_record(record), "median_s": 0.5}  # v1 had every flat column of today
     names = ["run_id", "created_at", *flat, "record"]
     conn.execute(f"INSERT INTO results ({', '.join(names)}) VALUES "
                  f"({', '.join('?' * len(names))})",

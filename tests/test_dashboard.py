@@ -140,6 +140,7 @@ def test_an_empty_prompt_is_an_inline_message_and_nothing_runs(app_env, monkeypa
     assert not at.image and not at.get("status")
 
 
+@pytest.mark.filterwarnings("ignore::dsdcompare.metrics.LongPromptWarning")  # the scorer's own
 def test_a_prompt_over_77_tokens_warns_what_is_truncated(app_env):
     long_prompt = "a red circle on a blue background " * 12 + "THE END"  # 91 tokens
     at = generate(app(), long_prompt, models=["sd-v1-4"], steps=1)

@@ -16,10 +16,10 @@ if st.session_state.get("compare_from_url"):
 # 2. The form
 defaults = form_defaults(settings.mode, state.resolved_device(settings))
 pressed = widgets.compare_form_ui(model_choices(settings.mode), defaults)
+form = state.compare_form()  # the committed values, remembered for a return from another page
 
 # 3. Generate: check inputs, run with live progress, remember the outcome
 if pressed:
-    form = state.compare_form()
     request = form.request()
     problem = None
     if not form.prompt.strip():

@@ -169,6 +169,20 @@ def test_changing_the_weights_resets_models_and_defaults_with_a_message(app_env)
         assert any("toy weights are not built here" in w.value for w in at.warning)
 
 
+def test_the_form_survives_a_visit_to_another_page_and_a_weights_change(app_env):
+    at = app()
+    at.text_area(key="compare_prompt").set_value("a yellow star")
+    at.button(key="compare_random").click().run()  # commits the form without generating
+    seed = at.number_input(key="compare_seed").value
+    at.switch_page("pages/models_page.py").run()
+    at.sidebar.selectbox(key="sb_mode").set_value("arch").run()
+    at.switch_page("pages/compare_page.py").run()
+    assert not at.exception
+    assert at.text_area(key="compare_prompt").value == "a yellow star"
+    assert at.number_input(key="compare_seed").value == seed
+    assert any("Weights changed to" in w.value for w in at.warning)
+
+
 def test_url_parameters_prefill_the_form(app_env):
     at = app(params={"prompt": "a green square", "neg": "blurry", "seed": "1234", "steps": "3",
                      "cfg": "9", "size": "128", "models": "sdxl-base,ssd-1b", "weights": "tiny"})

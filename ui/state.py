@@ -86,7 +86,8 @@ def init_compare_form(s: Settings) -> list[str]:
         ss.compare_mode_seen = s.mode.key
     elif ss.get("compare_mode_seen") != s.mode.key:
         base = base_form(s)
-        _write_form(replace(_read_form(), models=base.models, steps=base.steps, size=base.size))
+        current = _read_form() if FORM_KEYS["prompt"] in ss else (ss.get("compare_last") or base)
+        _write_form(replace(current, models=base.models, steps=base.steps, size=base.size))
         ss.compare_mode_seen = s.mode.key
         messages.append(f"Weights changed to “{s.mode.label}”: models, steps and size reset "
                         f"to its defaults.")
@@ -112,7 +113,8 @@ def _read_form() -> FormState:
 
 
 def compare_form() -> FormState:
-    """The Compare form's current values (plain data); remembered as ``compare_last``."""
+    """The Compare form's committed values (plain data), remembered as ``compare_last`` so the
+    form is restored when the user comes back from another page."""
     form = _read_form()
     st.session_state.compare_last = form
     return form

@@ -19,6 +19,11 @@ store is multi-process safe). Without ``accelerate launch`` the same code runs a
     accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
         --dynamo_backend no -m dsdcompare bench --device cpu --prompts core ...
 
+Every process writes to the one SQLite store, which must be a local file all processes can lock:
+SQLite's WAL mode does not work on network file systems, so on several nodes give each node its
+own ``--store`` (the main process decides the split, so shares stay disjoint) and combine the
+databases afterwards.
+
 (``accelerate launch --cpu --num_processes N`` starts *one* process unless MPI is configured
 with ``--mpirun_hostfile``: accelerate's own multi-CPU launcher is mpirun. ``torchrun
 --nproc_per_node N -m dsdcompare bench ...`` works too.)
@@ -166,11 +171,17 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
     groups = model_groups(models)
     out = BenchOutcome(process_index=state.process_index, num_processes=state.num_processes,
                        items=len(items))
-    # 1. What is left: every process reads the store before any process writes to it, so all
-    #    of them see the same pending list and split it the same way (nothing lost, nothing twice)
-    pending = [it for it in items
-               if any(_missing(store, request_for(it, template), g, source) for g in groups)]
-    state.wait_for_everyone()
+    # 1. What is left: the main process reads the store and sends the list to the others, so
+    #    every process splits the same list the same way (nothing lost, nothing run twice),
+    #    and reads it before any process writes
+    pending = None
+    if state.is_main_process:
+        pending = [it for it in items
+                   if any(_missing(store, request_for(it, template), g, source) for g in groups)]
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        pending = broadcast_object_list([pending], from_process=0)[0]
     out.pending_items = len(pending)
     with state.split_between_processes(pending) as mine:
         mine = list(mine)

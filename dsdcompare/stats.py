@@ -38,10 +38,11 @@ import pandas as pd
 #: Columns that name one observation of a model (with the conditions below).
 OBSERVATION_KEY = ("prompt", "seed", "steps")
 #: Settings that change the images, the timing or the score scale. Rows that differ in one of them
-#: are different conditions, never pooled (see :func:`summary`).
+#: are different conditions, never pooled (see :func:`summary`). Repeats and warm-up are not among
+#: them: they change how precisely a steady-state latency is measured, not what it is (and the
+#: store treats requests that differ only in them as the same request).
 CONDITION_COLUMNS = ("source", "negative_prompt", "width", "height", "guidance", "scheduler",
-                     "images_per_prompt", "repeats", "warmup", "dtype", "device_name",
-                     "score_checkpoint", "score_scale")
+                     "images_per_prompt", "dtype", "device_name", "score_checkpoint", "score_scale")
 #: Conditions a student must share with its teacher to be paired with it. The scheduler class
 #: (each repo's own) and the device name (one GPU type per process) may differ between the two.
 PAIRING_COLUMNS = ("source", "negative_prompt", "width", "height", "guidance", "images_per_prompt",

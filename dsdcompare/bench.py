@@ -339,22 +339,22 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-column", metavar="NAME",
                    help="the prompt column of a CSV/TSV file or key of a JSONL file (default: "
                         "prompt, prompts, text or caption, any case)")
-    p.add_argument("--limit", type=cli._int_in("limit", 1, 10**9), metavar="N",
+    p.add_argument("--limit", type=cli.int_in("limit", 1, 10**9), metavar="N",
                    help="use the first N prompts only")
     p.add_argument("--seeds", metavar="LIST",
                    help=f"seeds, e.g. 0-3 or 0,5,9 (default {DEFAULT_SEEDS[0]}; with --report: all)")
     p.add_argument("--steps", metavar="LIST",
                    help=f"step counts, e.g. 10,20,30 (default {DEFAULT_STEPS[0]}; with --report: all)")
     p.add_argument("--negative", default="", help="negative prompt for every item (default: none)")
-    p.add_argument("--guidance", type=cli._guidance, default=7.5,
+    p.add_argument("--guidance", type=cli.guidance_arg, default=7.5,
                    help="classifier-free guidance scale (default 7.5)")
-    p.add_argument("--size", type=cli._size, default=None, metavar="native|PIXELS",
+    p.add_argument("--size", type=cli.size_arg, default=None, metavar="native|PIXELS",
                    help=f"image side: {cli.SIZE_CHOICES_HELP} (default native)")
-    p.add_argument("--images", type=cli._int_in("images", 1, 8), default=1,
+    p.add_argument("--images", type=cli.int_in("images", 1, 8), default=1,
                    help="images per prompt (default 1)")
-    p.add_argument("--repeats", type=cli._int_in("repeats", 1, 100), default=1,
+    p.add_argument("--repeats", type=cli.int_in("repeats", 1, 100), default=1,
                    help="timed steady-state calls per model and item (default 1)")
-    p.add_argument("--warmup", type=cli._int_in("warmup", 0, 10), default=1,
+    p.add_argument("--warmup", type=cli.int_in("warmup", 0, 10), default=1,
                    help="untimed warm-up calls per model and item (default 1). 0 halves the work: "
                         "each process then warms every model once before its first item instead")
     p.add_argument("--scheduler", help="a diffusers scheduler class (default: each repo's own)")
@@ -432,7 +432,7 @@ def sweep(args, *, models, prompts, seeds, steps, template) -> int:
     # 3. Store and scorer: the main process creates (or migrates) the database and builds a
     #    stand-in scorer first, the others then open what is there
     with state.main_process_first():
-        store = cli._open_store(args)
+        store = cli.open_store(args)
         scorer, no_score_reason = cli.open_scorer(args.scorer, models, args.source, device)
     if no_score_reason and args.scorer != "none":
         state.print(f"warning: no CLIP score: {no_score_reason}", file=sys.stderr)

@@ -19,7 +19,7 @@ SIZE_CHOICES_HELP = "'native' (each model at its own resolution) or a multiple o
 
 # --- argument types: each names the bad value and the remedy ---------------------------------------
 
-def _int_in(name: str, lo: int, hi: int):
+def int_in(name: str, lo: int, hi: int):
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -31,7 +31,7 @@ def _int_in(name: str, lo: int, hi: int):
     return parse
 
 
-def _guidance(text: str) -> float:
+def guidance_arg(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -41,7 +41,7 @@ def _guidance(text: str) -> float:
     return value
 
 
-def _size(text: str) -> int | None:
+def size_arg(text: str) -> int | None:
     if text == "native":
         return None
     try:
@@ -80,7 +80,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="CLIP scorer checkpoint: 'default' (openai/clip-vit-large-patch14 for real "
                         "models, the stand-in for stand-ins, the toy CLIP for toy models), a hub "
                         "name, a local directory, 'open_clip:ARCH/TAG', 'tiny', or 'none'")
-    p.add_argument("--threads", type=_int_in("threads", 1, 256),
+    p.add_argument("--threads", type=int_in("threads", 1, 256),
                    help="torch CPU threads (fix it for bit-identical images across runs)")
     p.add_argument("--store", metavar="PATH",
                    help="results database (default: $DSDCOMPARE_STORE or "
@@ -101,19 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a PNG per model, a contact sheet and results.json/csv.")
     c.add_argument("prompt", help="the text prompt")
     c.add_argument("--negative", default="", help="negative prompt (default: none)")
-    c.add_argument("--seed", type=_int_in("seed", 0, 2**63 - 1), default=42,
+    c.add_argument("--seed", type=int_in("seed", 0, 2**63 - 1), default=42,
                    help="seed of the initial noise, the same for every model (default 42)")
-    c.add_argument("--steps", type=_int_in("steps", 1, 500), default=30,
+    c.add_argument("--steps", type=int_in("steps", 1, 500), default=30,
                    help="denoising steps (default 30)")
-    c.add_argument("--guidance", type=_guidance, default=7.5,
+    c.add_argument("--guidance", type=guidance_arg, default=7.5,
                    help="classifier-free guidance scale (default 7.5)")
-    c.add_argument("--size", type=_size, default=None, metavar="native|PIXELS",
+    c.add_argument("--size", type=size_arg, default=None, metavar="native|PIXELS",
                    help=f"image side: {SIZE_CHOICES_HELP} (default native)")
-    c.add_argument("--images", type=_int_in("images", 1, 8), default=1,
+    c.add_argument("--images", type=int_in("images", 1, 8), default=1,
                    help="images per prompt (default 1)")
-    c.add_argument("--repeats", type=_int_in("repeats", 1, 100), default=1,
+    c.add_argument("--repeats", type=int_in("repeats", 1, 100), default=1,
                    help="timed steady-state calls per model (default 1)")
-    c.add_argument("--warmup", type=_int_in("warmup", 0, 10), default=1,
+    c.add_argument("--warmup", type=int_in("warmup", 0, 10), default=1,
                    help="untimed warm-up calls per model, reported as 'first call' (default 1)")
     c.add_argument("--scheduler", help="a diffusers scheduler class, e.g. EulerDiscreteScheduler "
                                        "(default: each repo's own)")
@@ -263,7 +263,7 @@ def run_compare(args, parser) -> int:
     if args.resume and args.no_store:
         parser.error("--resume needs the results store; drop --no-store")
     try:
-        store = _open_store(args)
+        store = open_store(args)
     except StoreError as err:
         parser.error(str(err))
     run_id = None
@@ -311,7 +311,7 @@ def run_compare(args, parser) -> int:
     return 0 if any(r.success for r in results) else 1
 
 
-def _open_store(args):
+def open_store(args):
     if args.no_store:
         return None
     from .store import Store

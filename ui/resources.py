@@ -121,12 +121,18 @@ def stored_runs(path: str, readonly: bool, stamp: tuple, text: str | None, model
     return pd.DataFrame(rows)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
 def figures(df: pd.DataFrame, per_mp: bool) -> dict:
-    """The Speed vs quality figures of ``df`` (None for a figure that does not apply).
+    """The Speed vs quality figures of ``df`` (None for a figure that does not apply), cached.
 
     Raises :class:`dsdcompare.charts.ChartError` when ``df`` mixes score checkpoints.
     """
+    # list columns (image paths) are not hashable: cache_data would pickle the whole frame
+    plain = df[[c for c in df.columns if c in charts.COLUMNS and c != "image_paths"]]
+    return _figures(plain, per_mp)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _figures(df: pd.DataFrame, per_mp: bool) -> dict:
     from dsdcompare.registry import get_model, list_models
 
     claims = charts.published_claims(get_model(k) for k in list_models())

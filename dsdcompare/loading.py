@@ -95,6 +95,7 @@ def load_pipeline(spec: ModelSpec, source: str | None = None, *, device: str = "
     import torch
 
     source = source or spec.default_source
+    _quiet_library_bars()
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     start = time.perf_counter()
@@ -119,6 +120,15 @@ def load_pipeline(spec: ModelSpec, source: str | None = None, *, device: str = "
     seconds = time.perf_counter() - start
     return LoadedPipeline(pipe, spec, location, device, dtype_name(torch_dtype), variant,
                           seconds, pipeline_nbytes(pipe))
+
+
+def _quiet_library_bars() -> None:
+    # per-component loading bars drown the CLI's progress and fill the dashboard's server log
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _first_line(err: BaseException) -> str:

@@ -18,10 +18,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 @pytest.fixture(scope="session", autouse=True)
 def _fixed_threads():
-    """Bit-identical images need a fixed thread count (FACTS.md)."""
+    """Bit-identical images need a fixed thread count (FACTS.md). One thread: the tiny models are
+    overhead-bound, and two OpenMP threads on a busy 2-core machine (a Streamlit server beside
+    the tests) made each call up to 14x slower."""
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
 
 

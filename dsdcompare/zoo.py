@@ -195,7 +195,10 @@ def build_tiny(spec: ModelSpec) -> Path:
         pipe = pipeline_class(arch.pipeline)(**comps)
         pipe.save_pretrained(tmp, safe_serialization=True)
         if spec.fp16_variant:
-            pipe.to(torch.float16).save_pretrained(tmp, safe_serialization=True, variant="fp16")
+            for comp in pipe.components.values():
+                if isinstance(comp, torch.nn.Module):  # plain cast: diffusers' .to() warns here
+                    torch.nn.Module.to(comp, torch.float16)
+            pipe.save_pretrained(tmp, safe_serialization=True, variant="fp16")
         shutil.rmtree(tmp / ".tok", ignore_errors=True)
         (tmp / "STANDIN.json").write_text(json.dumps({
             "what": "dsdcompare tiny stand-in: same architecture as the real model, shrunk, "

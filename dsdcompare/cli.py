@@ -218,8 +218,9 @@ def open_scorer(choice: str, models, source: str | None, device: str):
             choice = SCORER_STANDIN
         else:
             choice = DEFAULT_CHECKPOINT
+    toy = Path(choice).resolve() == TOY_CLIP_DIR.resolve()  # meaningful for toy images only
     try:
-        return load_scorer(choice, device=device), None
+        return load_scorer(choice, device=device, standin=True if toy else None), None
     except ScorerUnavailable as err:
         return None, str(err)
     except Exception as err:  # a broken scorer costs scores, never images

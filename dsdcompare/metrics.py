@@ -68,7 +68,8 @@ EXCLUDE_NONFINITE = "NaN/inf pixels"
 EXCLUDE_BLACK = "all black"
 EXCLUDE_CONSTANT = "constant image"
 
-STANDIN_NOTE = "offline stand-in scorer (random weights): scores are meaningless"
+STANDIN_NOTE = ("offline stand-in scorer (random weights, or the toy CLIP trained on synthetic "
+                "shapes): scores are meaningless for real models")
 
 #: Version of the stand-in's recipe; a new recipe gets a new folder so old caches never mix in.
 _STANDIN_DIR_NAME = "tiny-clip-v1"

@@ -119,13 +119,15 @@ _SEED_MODELS = (
     ),
     ModelSpec(
         key="toy-teacher", name="Toy teacher (synthetic shapes)", pipeline="StableDiffusionPipeline",
-        native_size=32, local_dir=str(TOY_WEIGHTS / "toy-teacher"), steps=25, toy=True,
+        native_size=32, local_dir=str(TOY_WEIGHTS / "toy-teacher"), steps=25, guidance=3.0,
+        toy=True,
         notes="A miniature SD trained by dsdcompare's toyzoo on 32x32 coloured shapes; "
               "prompts like 'a red circle on a blue background'.",
     ),
     ModelSpec(
         key="toy-student", name="Toy student (synthetic shapes)", pipeline="StableDiffusionPipeline",
-        native_size=32, local_dir=str(TOY_WEIGHTS / "toy-student"), steps=25, toy=True,
+        native_size=32, local_dir=str(TOY_WEIGHTS / "toy-student"), steps=25, guidance=3.0,
+        toy=True,
         teacher="toy-teacher",
         notes="The toy teacher with blocks removed (BK-SDM style), distilled from it.",
     ),

@@ -242,9 +242,12 @@ def model_choices(mode: Mode) -> list[str]:
 def form_defaults(mode: Mode, device: str) -> FormDefaults:
     """Steps, size and guidance that finish in reasonable time on ``device`` (cpu | cuda | mps)."""
     if mode.key == "toy":
-        steps = max(get_model(k).steps for k in mode.default_models)
-        return FormDefaults(steps, None, 7.5, f"Toy pair: native 32 px, {steps} steps "
-                                               "(well under a second per image on a CPU).")
+        specs = [get_model(k) for k in mode.default_models]
+        steps = max(s.steps for s in specs)
+        guidance = max(s.guidance for s in specs)  # the toy pair's own (3.0): 7.5 over-saturates
+        return FormDefaults(steps, None, guidance, f"Toy pair: native 32 px, {steps} steps, "
+                                                   f"guidance {guidance:g} (well under a second "
+                                                   "per image on a CPU).")
     if mode.key == "tiny":
         return FormDefaults(4, 64, 7.5, "Tiny stand-ins: 64 px and 4 steps (seconds per model).")
     if device == "cpu":

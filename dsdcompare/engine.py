@@ -222,10 +222,11 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
         result = _blank_result(request, spec, source or spec.default_source)
         try:
             event("load")
-            cached = (spec.key, result.source, device, dtype, local_dirs.get(spec.key)) in cache
-            loaded = cache.get((spec.key, result.source, device, dtype, local_dirs.get(spec.key)),
-                               lambda: load_pipeline(spec, result.source, device=device,
-                                                     dtype=dtype, local_dir=local_dirs.get(spec.key)))
+            local_dir = local_dirs.get(spec.key)
+            key = (spec.key, result.source, device, dtype, local_dir)
+            cached = key in cache
+            loaded = cache.get(key, lambda: load_pipeline(spec, result.source, device=device,
+                                                          dtype=dtype, local_dir=local_dir))
             _describe_loaded(result, loaded)
             arrays = generate(loaded, request, result, load_cached=cached,
                               speed_options=speed_options, event=event)

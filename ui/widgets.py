@@ -74,7 +74,9 @@ def compare_form_ui(choices: list[str], defaults: FormDefaults) -> bool:
         lo, hi = formstate.LIMITS["guidance"]
         c3.number_input("Guidance", min_value=lo, max_value=hi, step=0.5, format="%.1f",
                         key="compare_guidance")
+        # Streamlit shows a None value as "no selection": its placeholder names what None means
         c4.selectbox("Size", SIZES, key="compare_size", format_func=formstate.size_label,
+                     placeholder=formstate.size_label(None),
                      help="Native: each model at the resolution it was trained for.")
         st.multiselect("Models", choices, key="compare_models",
                        format_func=lambda k: get_model(k).name,

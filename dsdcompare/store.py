@@ -103,11 +103,13 @@ import io
 import json
 import math
 import os
+import random
 import re
 import shutil
 import sqlite3
 import tempfile
 import threading
+import time as clock
 import urllib.parse
 import weakref
 import zipfile
@@ -339,7 +341,7 @@ class Store:
             _backup_before_migration(path, version)
         conn = _connect(path, readonly=False)
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _switch_to_wal(conn)
             if mode.lower() != "wal":
                 raise StoreError(f"{path}: SQLite could not switch to WAL mode (got {mode!r}); "
                                  f"is the folder on a network file system? Use a local disk.")
@@ -968,6 +970,27 @@ class Store:
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the database.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked" at once instead
+    of calling the busy handler when a second process is creating or switching the same new
+    database (its deadlock avoidance), so ``busy_timeout`` alone does not cover two writers
+    that start together. Retries with a jittered backoff for up to :data:`BUSY_TIMEOUT_S`.
+    """
+    deadline = clock.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as err:
+            message = str(err).lower()
+            if ("locked" not in message and "busy" not in message) or clock.monotonic() > deadline:
+                raise
+        clock.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.2)
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:

@@ -737,6 +737,33 @@ def test_sigkill_inside_add_result_leaves_no_partial_result(tmp_path, hang_at):
     _assert_intact(db, MODELS.split(","))
 
 
+def test_opening_waits_for_another_process_creating_the_same_new_store(tmp_path):
+    """SQLite refuses the switch to WAL at once ("database is locked", no busy handler) while
+    another connection holds the write lock on a new database: two writers starting together
+    hit it (CI did). Opening must wait for the lock instead of failing."""
+    db = tmp_path / "results.sqlite"
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # the other process, mid-creation
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # what SQLite does by itself
+        probe = sqlite3.connect(db, timeout=5, isolation_level=None)
+        try:
+            probe.execute("PRAGMA journal_mode = WAL")
+        finally:
+            probe.close()
+    release = threading.Timer(0.4, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    start = time.monotonic()
+    try:
+        with Store(db) as s:
+            waited = time.monotonic() - start
+            assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert s.runs() == []
+    finally:
+        release.join()
+        holder.close()
+    assert waited >= 0.3  # it really waited for the holder instead of slipping past it
+
+
 def test_two_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
     db = tmp_path / "new" / "results.sqlite"  # neither writer finds a database: both create it
     go = tmp_path / "go"

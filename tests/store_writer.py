@@ -119,6 +119,7 @@ def main(argv=None) -> int:
         Store._insert_result = insert_then_hang
 
     if args.wait_for:
+        print("waiting", flush=True)  # imports done: the parent may start both writers at once
         while not Path(args.wait_for).exists():
             time.sleep(0.01)
     with Store(args.db) as store:

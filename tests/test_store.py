@@ -772,7 +772,8 @@ def test_two_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
     procs = [_writer(db, "--models", models, "--wait-for", str(go), "--note", f"writer {k}",
                      "--delay", "0.02",
                      "--seed", str(k)) for k in (1, 2)]
-    time.sleep(0.5)
+    for proc in procs:  # both are up before either starts, however slow the machine
+        _read_until(proc, "waiting")
     go.touch()
     outs = []
     for proc in procs:

@@ -21,8 +21,14 @@ store is multi-process safe). Without ``accelerate launch`` the same code runs a
 
 Every process writes to the one SQLite store, which must be a local file all processes can lock:
 SQLite's WAL mode does not work on network file systems, so on several nodes give each node its
-own ``--store`` (the main process decides the split, so shares stay disjoint) and combine the
-databases afterwards.
+own ``--store`` on a local disk (the main process decides the split, so shares stay disjoint) and
+combine them afterwards with :meth:`Store.merge <dsdcompare.store.Store.merge>`::
+
+    python -m dsdcompare store --store all/ merge node0/ node1/ node2/   # idempotent
+
+To resume a killed multi-node sweep, merge first, copy the merged store to every node as its
+``--store`` (so each node skips what any node finished), rerun, and merge again: results already
+there are recognised and not copied twice.
 
 (``accelerate launch --cpu --num_processes N`` starts *one* process unless MPI is configured
 with ``--mpirun_hostfile``: accelerate's own multi-CPU launcher is mpirun. ``torchrun

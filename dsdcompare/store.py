@@ -30,6 +30,10 @@ Writing and resuming (what the CLI, bench and the dashboard do)::
     compare(request, todo, source=source, on_result=lambda r: store.add_result(run_id, r))
     store.finish_run(run_id)
 
+Merging: :meth:`Store.merge` copies another store's (or bundle's) runs, results and images in,
+keeping their times and records and skipping what is already there; it combines the per-node
+stores of a multi-node ``bench`` (``python -m dsdcompare store --store all/ merge node0/ node1/``).
+
 Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_version`` =
 :data:`SCHEMA_VERSION`):
 
@@ -304,7 +308,7 @@ class Store:
         self._cleanup = None
         self.bundle: Path | None = None  # the bundle .zip this store was opened from, if any
         given = Path(path).expanduser() if path is not None else default_store_path()
-        if given.is_dir():
+        if given.is_dir() or str(path or "").endswith(("/", os.sep)):  # "new/" is a folder too
             given = given / DB_NAME
         if _is_bundle(given):
             self.readonly = True
@@ -498,6 +502,13 @@ class Store:
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         data = buf.getvalue()
+        sha, rel = self._put_image_bytes(data)
+        return {"sha256": sha, "path": rel, "width": image.width, "height": image.height,
+                "bytes": len(data)}
+
+    def _put_image_bytes(self, data: bytes) -> tuple[str, str]:
+        """Write PNG bytes as ``images/ab/<sha256>.png`` (fsynced, renamed into place; kept
+        when already there); return ``(sha256, relative path)``."""
         sha = hashlib.sha256(data).hexdigest()
         rel = f"images/{sha[:2]}/{sha}.png"
         target = self.root / rel
@@ -515,8 +526,112 @@ class Store:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-        return {"sha256": sha, "path": rel, "width": image.width, "height": image.height,
-                "bytes": len(data)}
+        return sha, rel
+
+    # --- merging ------------------------------------------------------------------------------
+
+    def merge(self, other) -> dict:
+        """Copy every run and result of ``other`` (a store path, folder, bundle .zip or an open
+        :class:`Store`) that this store lacks, with its images; return what happened.
+
+        This is how the per-node stores of a multi-node ``bench`` become one: ids are renumbered,
+        everything else (created/finished times, notes, full records, images) is kept, so
+        :meth:`completed` and resuming see the union. A run is the same run when its request key,
+        source and ``created_at`` match, a result when its run, model and ``created_at`` match:
+        merging twice adds nothing. Each run is copied in its own transaction, image files first
+        (sha256-checked); a result whose image files are missing or damaged in ``other`` is
+        skipped and reported in ``problems``, the rest is merged.
+
+        Returns ``{"runs_added", "results_added", "results_present", "images_copied",
+        "problems"}``.
+        """
+        self._check_writable()
+        opened = not isinstance(other, Store)
+        src = Store(other, readonly=True) if opened else other
+        try:
+            if src.path.resolve() == self.path.resolve():
+                raise StoreError(f"{self.path}: cannot merge a store into itself")
+            return self._merge_from(src)
+        finally:
+            if opened:
+                src.close()
+
+    def _merge_from(self, src: "Store") -> dict:
+        label = src.bundle or src.path
+        report = {"runs_added": 0, "results_added": 0, "results_present": 0,
+                  "images_copied": 0, "problems": []}
+        run_cols = [c for c in self._columns("runs") if c != "id"]
+        res_cols = [c for c in self._columns("results") if c not in ("id", "run_id")]
+        missing = ({*run_cols} - {*src._columns("runs")}) | ({*res_cols} - {*src._columns("results")})
+        if missing:
+            raise StoreError(f"{label}: lacks columns {sorted(missing)}; open it read-write once "
+                             f"with this dsdcompare to migrate it")
+        for run in src._query(f"SELECT id, {', '.join(run_cols)} FROM runs ORDER BY id"):
+            src_run, fields = run[0], dict(zip(run_cols, run[1:]))
+            results = src._query(f"SELECT id, {', '.join(res_cols)} FROM results WHERE run_id = ?"
+                                 f" ORDER BY id", (src_run,))
+            # 1. Image files first, outside the transaction (as add_result does)
+            images: dict[int, list[tuple]] = {}
+            for row in results:
+                try:
+                    images[row[0]] = self._copy_images(src, row[0])
+                except StoreError as err:
+                    report["problems"].append(f"{label}: run {src_run}, result {row[0]} "
+                                              f"({dict(zip(res_cols, row[1:]))['model']}) not "
+                                              f"merged: {err}")
+            # 2. The run and its new results in one transaction
+            with self._transaction() as conn:
+                found = conn.execute(
+                    "SELECT id FROM runs WHERE request_key IS ? AND source IS ? AND created_at = ?",
+                    (fields["request_key"], fields["source"], fields["created_at"])).fetchone()
+                if found:
+                    run_id = int(found[0])
+                    if fields["finished_at"] is not None:
+                        conn.execute("UPDATE runs SET finished_at = ? WHERE id = ? AND "
+                                     "finished_at IS NULL", (fields["finished_at"], run_id))
+                else:
+                    cur = conn.execute(
+                        f"INSERT INTO runs ({', '.join(run_cols)}) "
+                        f"VALUES ({', '.join('?' * len(run_cols))})", run[1:])
+                    run_id = int(cur.lastrowid)
+                    report["runs_added"] += 1
+                for row in results:
+                    if row[0] not in images:
+                        continue
+                    values = dict(zip(res_cols, row[1:]))
+                    if conn.execute("SELECT 1 FROM results WHERE run_id = ? AND model = ? AND "
+                                    "created_at = ?", (run_id, values["model"],
+                                                       values["created_at"])).fetchone():
+                        report["results_present"] += 1
+                        continue
+                    cur = conn.execute(
+                        f"INSERT INTO results (run_id, {', '.join(res_cols)}) "
+                        f"VALUES (?, {', '.join('?' * len(res_cols))})", (run_id, *row[1:]))
+                    result_id = int(cur.lastrowid)
+                    conn.executemany(
+                        "INSERT INTO images (result_id, idx, sha256, path, width, height, bytes)"
+                        " VALUES (?,?,?,?,?,?,?)", [(result_id, *img) for img in images[row[0]]])
+                    report["results_added"] += 1
+                    report["images_copied"] += len(images[row[0]])
+        return report
+
+    def _copy_images(self, src: "Store", result_id: int) -> list[tuple]:
+        """Copy one result's image files from ``src`` (sha256-checked); its image rows."""
+        rows = src._query("SELECT idx, sha256, path, width, height, bytes FROM images WHERE "
+                          "result_id = ? ORDER BY idx", (result_id,))
+        out = []
+        for idx, sha, rel, width, height, size in rows:
+            path = src._image_path(rel)
+            if not path.is_file():
+                raise StoreError(f"image file missing: {rel}")
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise StoreError(f"image file damaged (sha256 differs): {rel}")
+            out.append((idx, sha, self._put_image_bytes(data)[1], width, height, size))
+        return out
+
+    def _columns(self, table: str) -> list[str]:
+        return [row[1] for row in self._query(f"PRAGMA table_info({table})")]
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -1343,7 +1458,7 @@ def _tmp_beside(path: Path) -> Path:
 
 
 def configure_parser(p) -> None:
-    """``store`` subcommand: ``runs``, ``export`` and ``check`` on a results store."""
+    """``store`` subcommand: ``runs``, ``export``, ``check`` and ``merge`` on a results store."""
     p.add_argument("--store", metavar="PATH",
                    help="results database, folder or bundle .zip (default: $DSDCOMPARE_STORE or "
                         "./dsdcompare-results/results.sqlite)")
@@ -1362,6 +1477,10 @@ def configure_parser(p) -> None:
     e.add_argument("--run", type=int, action="append", metavar="ID",
                    help="only this run (repeatable; default all)")
     sub.add_parser("check", help="verify the database and every image file's sha256")
+    m = sub.add_parser("merge", help="copy the runs and results of other stores (e.g. one per "
+                                     "node of a multi-node bench) into --store")
+    m.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="store .sqlite, store folder or bundle .zip to copy from (kept as is)")
 
 
 def run(args) -> int:
@@ -1369,6 +1488,8 @@ def run(args) -> int:
     import sys
 
     try:
+        if args.store_command == "merge":
+            return _run_merge(args)
         with Store(args.store, readonly=True) as store:
             if args.store_command == "runs":
                 for r in store.runs(prompt=args.prompt, text=args.text, model=args.model,
@@ -1399,6 +1520,30 @@ def run(args) -> int:
     except StoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _run_merge(args) -> int:
+    import sys
+
+    failed = False
+    with Store(args.store) as store:
+        for source in args.sources:
+            try:
+                report = store.merge(source)
+            except StoreError as err:  # one bad source does not stop the others
+                print(f"error: {err}", file=sys.stderr)
+                failed = True
+                continue
+            for problem in report["problems"]:
+                print(f"warning: {problem}", file=sys.stderr)
+            failed = failed or bool(report["problems"])
+            print(f"{source}: {report['runs_added']} run(s) and {report['results_added']} "
+                  f"result(s) added, {report['results_present']} already there, "
+                  f"{report['images_copied']} image(s) copied"
+                  + (f", {len(report['problems'])} result(s) skipped" if report["problems"]
+                     else ""))
+        print(f"into {store.path}")
+    return 1 if failed else 0
 
 
 __all__ = ["AGGREGATE_KEYS", "APPLICATION_ID", "DuplicateResultError", "MIGRATIONS",

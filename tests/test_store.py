@@ -84,6 +84,8 @@ def test_default_store_path_without_setting(monkeypatch, tmp_path):
 def test_store_folder_path_means_results_sqlite_inside(tmp_path):
     with Store(tmp_path) as s:
         assert s.path == tmp_path / "results.sqlite"
+    with Store(f"{tmp_path / 'new'}/") as s:  # a folder not there yet, named with a slash
+        assert s.path == tmp_path / "new" / "results.sqlite" and s.path.is_file()
 
 
 def test_result_round_trips_with_provenance_and_content_hashed_images(store):
@@ -641,6 +643,122 @@ def test_store_command_line(store_path, tmp_path, capsys):
     (tmp_path / "x.sqlite").write_text("not a db")
     assert store_mod.run(parser.parse_args(["--store", str(tmp_path / "x.sqlite"), "runs"])) == 2
     assert "not a dsdcompare results database" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Merging stores (one per node of a multi-node bench)
+# --------------------------------------------------------------------------------------------
+
+
+def _content(store) -> set[tuple]:
+    """What a store holds, without its ids: one tuple per result."""
+    df = store.results()
+    return {(r.prompt, r.seed, r.model, bool(r.success), str(r.created_at), r.median_s
+             if r.success else None, tuple(r.image_sha256), r.run_note)
+            for r in df.itertuples()}
+
+
+def _node_stores(tmp_path):
+    """Two node stores: node a ran seed 1 (m2 failed), node b seed 2 and an interrupted seed 3."""
+    with Store(tmp_path / "a") as a:
+        request = fake_request(1)
+        a.save(request, [fake_result("m0", request), fake_result("m1", request),
+                         fake_result("m2", request, success=False)], source="tiny", note="node a")
+    with Store(tmp_path / "b") as b:
+        request = fake_request(2)
+        b.save(request, [fake_result(m, request) for m in ("m0", "m1", "m2")], source="tiny",
+               note="node b")
+        run_id = b.start_run(fake_request(3), source="tiny", note="node b, killed")
+        b.add_result(run_id, fake_result("m0", fake_request(3)))
+    return tmp_path / "a", tmp_path / "b"
+
+
+def test_merge_copies_the_union_with_records_and_images_and_twice_adds_nothing(tmp_path):
+    a, b = _node_stores(tmp_path)
+    with Store(a, readonly=True) as sa, Store(b, readonly=True) as sb:
+        union = _content(sa) | _content(sb)
+        records = {(r["model"], r["seed"], r["success"]): r for s in (sa, sb)
+                   for r in map(s.result_record, s.results()["result_id"])}
+        runs = {r["note"]: r for s in (sa, sb) for r in s.runs()}
+    with Store(tmp_path / "all") as dest:
+        first = [dest.merge(a), dest.merge(b)]
+        assert [(r["runs_added"], r["results_added"], r["results_present"], r["problems"])
+                for r in first] == [(1, 3, 0, []), (2, 4, 0, [])]
+        assert first[0]["images_copied"] == 4 and first[1]["images_copied"] == 8
+        assert _content(dest) == union and len(dest.results()) == 7
+        for rid in dest.results()["result_id"]:  # the full records came along unchanged
+            record = dest.result_record(rid)
+            before = records[(record["model"], record["seed"], record["success"])]
+            ids = ("run_id", "result_id")  # renumbered; everything else unchanged
+            assert {k: v for k, v in record.items() if k not in ids} == \
+                {k: v for k, v in before.items() if k not in ids}
+        merged = {r["note"]: r for r in dest.runs()}
+        for note, run in runs.items():  # times, finished state and request key are kept
+            for key in ("created_at", "finished_at", "request_key", "source", "seed"):
+                assert merged[note][key] == run[key], (note, key)
+        assert not merged["node b, killed"]["finished"]
+        assert dest.verify() == []
+        # merging again (or the same node twice) adds nothing
+        again = dest.merge(b)
+        assert (again["runs_added"], again["results_added"], again["results_present"]) == (0, 0, 4)
+        assert len(dest.results()) == 7
+        # resuming sees the union: only what no node finished is pending
+        models = ["m0", "m1", "m2"]
+        assert dest.pending(fake_request(1), models, "tiny") == ["m2"]
+        assert dest.pending(fake_request(2), models, "tiny") == []
+        assert dest.pending(fake_request(3), models, "tiny") == ["m1", "m2"]
+        interrupted = merged["node b, killed"]["run_id"]
+        assert dest.start_run(fake_request(3), source="tiny", resume=True) == interrupted
+
+
+def test_merge_skips_a_result_with_a_missing_image_and_merges_the_rest(tmp_path):
+    a, b = _node_stores(tmp_path)
+    with Store(b) as sb:
+        m1 = sb.results(seed=2, model="m1")["result_id"].iloc[0]
+        sb.images(int(m1))[1].unlink()
+    with Store(tmp_path / "all") as dest:
+        report = dest.merge(b)
+        (problem,) = report["problems"]
+        assert f"result {m1} (m1)" in problem and "image file missing" in problem
+        assert report["results_added"] == 3
+        assert sorted(dest.results(seed=2)["model"]) == ["m0", "m2"]
+        assert dest.verify() == []
+        assert dest.pending(fake_request(2), ["m0", "m1", "m2"], "tiny") == ["m1"]
+
+
+def test_merge_from_a_bundle_and_never_into_itself(tmp_path):
+    a, _ = _node_stores(tmp_path)
+    with Store(a) as sa:
+        bundle = sa.export_bundle(tmp_path / "a.zip")
+        with pytest.raises(StoreError, match="into itself"):
+            sa.merge(a)
+        assert len(sa.results()) == 3
+    with Store(tmp_path / "all") as dest:
+        assert dest.merge(bundle)["results_added"] == 3
+        with Store(a, readonly=True) as sa:
+            assert _content(dest) == _content(sa)
+    with Store(bundle) as sbundle, pytest.raises(StoreError, match="read-only"):
+        sbundle.merge(a)
+
+
+def test_store_merge_command_line_goes_on_past_a_bad_source(tmp_path, capsys):
+    a, b = _node_stores(tmp_path)
+    bad = tmp_path / "notes.sqlite"
+    bad.write_text("not a database")
+    parser = argparse.ArgumentParser()
+    store_mod.configure_parser(parser)
+    dest = tmp_path / "all" / "results.sqlite"
+    code = store_mod.run(parser.parse_args(["--store", str(dest), "merge", str(a), str(bad),
+                                            str(b)]))
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert f"{bad} is not a dsdcompare results database" in err and bad.read_text() == \
+        "not a database"
+    assert "1 run(s) and 3 result(s) added" in out and "2 run(s) and 4 result(s) added" in out
+    with Store(dest, readonly=True) as s:
+        assert len(s.results()) == 7
+    assert store_mod.run(parser.parse_args(["--store", str(dest), "merge", str(a)])) == 0
+    assert "0 run(s) and 0 result(s) added, 3 already there" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------------

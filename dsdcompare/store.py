@@ -4,7 +4,8 @@ Nothing that finished may be lost, so every Result is written in its own transac
 it is complete (PNG files first, then the row that points at them), the database runs in WAL mode
 with ``synchronous=FULL``, and writers take the write lock up front (``BEGIN IMMEDIATE``) with a
 long busy timeout, so a dashboard and a CLI run can write at once. A writer killed half-way leaves
-at worst an unreferenced image file; every committed result is whole.
+at worst an unreferenced image file (``store check`` counts them, ``store prune`` removes them);
+every committed result is whole.
 
 Layout of a store folder (``root``)::
 
@@ -443,6 +444,7 @@ class Store:
                 raise DuplicateResultError(
                     f"{self.path}: run {run_id} already has a successful result for "
                     f"{record.get('model')!r}; start a new run to measure it again")
+            self._restore_missing(stored)
             return self._insert_result(conn, run_id, record, stored)
 
     def _insert_result(self, conn: sqlite3.Connection, run_id: int, record: dict,
@@ -504,7 +506,15 @@ class Store:
         data = buf.getvalue()
         sha, rel = self._put_image_bytes(data)
         return {"sha256": sha, "path": rel, "width": image.width, "height": image.height,
-                "bytes": len(data)}
+                "bytes": len(data), "data": data}
+
+    def _restore_missing(self, stored: list[dict]) -> None:
+        """Inside the write transaction, just before the rows that point at them are inserted:
+        write again any file :meth:`prune` removed since it was written (``prune`` deletes only
+        while holding the write lock, so once this has run the files stay until commit)."""
+        for item in stored:
+            if not (self.root / item["path"]).is_file():
+                self._put_image_bytes(item["data"])
 
     def _put_image_bytes(self, data: bytes) -> tuple[str, str]:
         """Write PNG bytes as ``images/ab/<sha256>.png`` (fsynced, renamed into place; kept
@@ -571,7 +581,7 @@ class Store:
             results = src._query(f"SELECT id, {', '.join(res_cols)} FROM results WHERE run_id = ?"
                                  f" ORDER BY id", (src_run,))
             # 1. Image files first, outside the transaction (as add_result does)
-            images: dict[int, list[tuple]] = {}
+            images: dict[int, list[dict]] = {}
             for row in results:
                 try:
                     images[row[0]] = self._copy_images(src, row[0])
@@ -608,14 +618,17 @@ class Store:
                         f"INSERT INTO results (run_id, {', '.join(res_cols)}) "
                         f"VALUES (?, {', '.join('?' * len(res_cols))})", (run_id, *row[1:]))
                     result_id = int(cur.lastrowid)
+                    self._restore_missing(images[row[0]])
                     conn.executemany(
                         "INSERT INTO images (result_id, idx, sha256, path, width, height, bytes)"
-                        " VALUES (?,?,?,?,?,?,?)", [(result_id, *img) for img in images[row[0]]])
+                        " VALUES (?,?,?,?,?,?,?)",
+                        [(result_id, i["idx"], i["sha256"], i["path"], i["width"], i["height"],
+                          i["bytes"]) for i in images[row[0]]])
                     report["results_added"] += 1
                     report["images_copied"] += len(images[row[0]])
         return report
 
-    def _copy_images(self, src: "Store", result_id: int) -> list[tuple]:
+    def _copy_images(self, src: "Store", result_id: int) -> list[dict]:
         """Copy one result's image files from ``src`` (sha256-checked); its image rows."""
         rows = src._query("SELECT idx, sha256, path, width, height, bytes FROM images WHERE "
                           "result_id = ? ORDER BY idx", (result_id,))
@@ -627,7 +640,8 @@ class Store:
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() != sha:
                 raise StoreError(f"image file damaged (sha256 differs): {rel}")
-            out.append((idx, sha, self._put_image_bytes(data)[1], width, height, size))
+            out.append({"idx": idx, "sha256": sha, "path": self._put_image_bytes(data)[1],
+                        "width": width, "height": height, "bytes": size, "data": data})
         return out
 
     def _columns(self, table: str) -> list[str]:
@@ -889,6 +903,48 @@ class Store:
                 problems.append(f"result {rid}: image file damaged (sha256 differs): {rel}")
         return problems
 
+    def unreferenced(self, *, min_age_s: float = 0.0) -> list[Path]:
+        """Files under ``images/`` no result refers to, untouched for ``min_age_s`` seconds:
+        what a writer killed between writing its PNGs and committing their row leaves (and its
+        half-written ``.tmp`` files). Harmless but disk space; :meth:`prune` removes them."""
+        found = self._image_files(min_age_s)
+        referenced = {rel for (rel,) in self._query("SELECT DISTINCT path FROM images")}
+        return [path for rel, path in found if rel not in referenced]
+
+    def prune(self, *, min_age_s: float = 3600.0) -> tuple[int, int]:
+        """Delete :meth:`unreferenced` files older than ``min_age_s``; return (files, bytes).
+
+        Holds the write lock while it decides and deletes, and every writer re-checks its files
+        under that lock before committing rows (and writes back any that are gone), so a result
+        being stored concurrently is never left pointing at a deleted file. The age margin
+        (default an hour) only spares in-flight writers that rewrite.
+        """
+        files = removed = 0
+        with self._transaction() as conn:
+            found = self._image_files(min_age_s)
+            referenced = {rel for (rel,) in conn.execute("SELECT DISTINCT path FROM images")}
+            for rel, path in found:
+                if rel in referenced:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    size = path.stat().st_size
+                    path.unlink()
+                    files, removed = files + 1, removed + size
+        return files, removed
+
+    def _image_files(self, min_age_s: float) -> list[tuple[str, Path]]:
+        """(relative path, path) of every file under ``images/`` older than ``min_age_s``."""
+        folder = self.root / "images"
+        if not folder.is_dir():
+            return []
+        cutoff = clock.time() - min_age_s
+        out = []
+        for path in sorted(folder.glob("*/*")):
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime <= cutoff:
+                    out.append((path.relative_to(self.root).as_posix(), path))
+        return out
+
     # --- export -------------------------------------------------------------------------------
 
     def export_csv(self, path, **filters) -> Path:
@@ -1108,11 +1164,35 @@ def _switch_to_wal(conn: sqlite3.Connection) -> str:
         delay = min(delay * 2, 0.2)
 
 
+def _param(value):
+    """A numpy scalar as the Python number it holds (ids and seeds often come from a DataFrame):
+    sqlite3 would bind ``np.int64(3)`` as an 8-byte BLOB that equals no row, silently."""
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        return value.item()
+    return value
+
+
+def _params(args):
+    if isinstance(args, dict):
+        return {k: _param(v) for k, v in args.items()}
+    return tuple(_param(v) for v in args)
+
+
+class _Connection(sqlite3.Connection):
+    """sqlite3.Connection whose parameters may be numpy scalars (see :func:`_param`)."""
+
+    def execute(self, sql, parameters=(), /):
+        return super().execute(sql, _params(parameters))
+
+    def executemany(self, sql, seq_of_parameters, /):
+        return super().executemany(sql, (_params(p) for p in seq_of_parameters))
+
+
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     mode = "ro" if readonly else "rwc"
     uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                           check_same_thread=False)
+                           check_same_thread=False, factory=_Connection)
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     # a bundle may come from anyone: its schema may not run SQL functions with side effects
@@ -1327,7 +1407,7 @@ def flat_record(record: dict) -> dict:
 def _result_filters(given: dict) -> tuple[list[str], list]:
     where, args = [], []
     run_id = given.get("run_id")
-    if run_id is not None and not isinstance(run_id, int):  # several runs
+    if run_id is not None and not isinstance(_param(run_id), int):  # several runs
         ids = [int(i) for i in run_id]
         where.append(f"r.run_id IN ({','.join('?' * len(ids)) or 'NULL'})")
         args.extend(ids)
@@ -1476,7 +1556,12 @@ def configure_parser(p) -> None:
                    help="database + images in one file; open elsewhere with --store ZIP")
     e.add_argument("--run", type=int, action="append", metavar="ID",
                    help="only this run (repeatable; default all)")
-    sub.add_parser("check", help="verify the database and every image file's sha256")
+    sub.add_parser("check", help="verify the database and every image file's sha256, and "
+                                 "count image files no result refers to")
+    pr = sub.add_parser("prune", help="delete image files no result refers to (left by killed "
+                                      "writers)")
+    pr.add_argument("--older-than", type=float, default=1.0, metavar="HOURS",
+                    help="only files untouched this long (default 1 hour)")
     m = sub.add_parser("merge", help="copy the runs and results of other stores (e.g. one per "
                                      "node of a multi-node bench) into --store")
     m.add_argument("sources", nargs="+", metavar="SOURCE",
@@ -1490,6 +1575,16 @@ def run(args) -> int:
     try:
         if args.store_command == "merge":
             return _run_merge(args)
+        if args.store_command == "prune":
+            if not args.older_than >= 0:
+                print(f"store prune: --older-than must be 0 or more hours, got "
+                      f"{args.older_than}", file=sys.stderr)
+                return 2
+            with Store(args.store) as store:
+                files, size = store.prune(min_age_s=args.older_than * 3600)
+                print(f"{store.path}: removed {files} unreferenced image file(s), "
+                      f"{size / 1e6:.1f} MB")
+            return 0
         with Store(args.store, readonly=True) as store:
             if args.store_command == "runs":
                 for r in store.runs(prompt=args.prompt, text=args.text, model=args.model,
@@ -1503,6 +1598,11 @@ def run(args) -> int:
                 problems = store.verify()
                 for p in problems:
                     print(p)
+                extra = store.unreferenced()
+                if extra:  # not damage: what killed writers leave; `prune` reclaims the space
+                    size = sum(p.stat().st_size for p in extra if p.exists()) / 1e6
+                    print(f"note: {len(extra)} image file(s) ({size:.1f} MB) no result refers "
+                          f"to (left by interrupted writes); `store prune` removes them")
                 print(f"{store.bundle or store.path}: "
                       + ("sound" if not problems else f"{len(problems)} problem(s)"))
                 return 1 if problems else 0

@@ -128,6 +128,23 @@ def test_result_round_trips_with_provenance_and_content_hashed_images(store):
     assert store.verify() == []
 
 
+def test_ids_and_values_from_a_dataframe_work_like_python_numbers(store):
+    """numpy scalars (what a DataFrame hands back) would bind as BLOBs matching no row."""
+    import numpy as np
+
+    run_id, request, _ = saved(store)
+    df = store.results()
+    rid = df["result_id"].iloc[0]
+    assert isinstance(rid, np.integer)
+    assert len(store.images(rid)) == 2 and store.result_record(rid)["model"] == "m0"
+    assert len(store.results(run_id=df["run_id"].iloc[0])) == 2
+    assert len(store.results(seed=np.int64(request.seed), steps=np.int32(request.steps))) == 2
+    again = store.start_run(request, source="tiny")
+    store.add_result(np.int64(again), fake_result("m0", request))
+    store.finish_run(np.int64(again))
+    assert store.runs()[0]["finished"] and store.runs()[0]["n_results"] == 1
+
+
 def test_load_result_rebuilds_a_result(store):
     run_id, request, results = saved(store, ("m0",), score=clip_score(30.0))
     rid = int(store.results(run_id=run_id)["result_id"].iloc[0])
@@ -880,6 +897,57 @@ def test_opening_waits_for_another_process_creating_the_same_new_store(tmp_path)
         release.join()
         holder.close()
     assert waited >= 0.3  # it really waited for the holder instead of slipping past it
+
+
+def test_files_left_by_a_killed_writer_are_reported_and_pruned_and_nothing_else(tmp_path, capsys):
+    db = tmp_path / "results.sqlite"
+    proc = _writer(db, "--models", MODELS, "--hang-at", "files", "--hang-result", "3")
+    _read_until(proc, "result 3 files written")
+    _kill9(proc)
+    with Store(db, readonly=True) as s:
+        kept = {rel for (rel,) in s._query("SELECT path FROM images")}
+        orphans = s.unreferenced()
+        assert len(orphans) == 2 and s.unreferenced(min_age_s=3600) == []  # m2's two images
+        assert not {p.relative_to(s.root).as_posix() for p in orphans} & kept
+    parser = argparse.ArgumentParser()
+    store_mod.configure_parser(parser)
+    assert store_mod.run(parser.parse_args(["--store", str(db), "check"])) == 0
+    assert "note: 2 image file(s)" in capsys.readouterr().out
+    # the default age margin spares fresh files; --older-than 0 removes them
+    assert store_mod.run(parser.parse_args(["--store", str(db), "prune"])) == 0
+    assert "removed 0 " in capsys.readouterr().out and all(p.exists() for p in orphans)
+    assert store_mod.run(parser.parse_args(["--store", str(db), "prune", "--older-than",
+                                            "0"])) == 0
+    assert "removed 2 " in capsys.readouterr().out and not any(p.exists() for p in orphans)
+    with Store(db) as s:
+        assert s.verify() == [] and s.unreferenced() == []
+        assert {rel for (rel,) in s._query("SELECT path FROM images")} == kept
+    _assert_intact(db, ["m0", "m1"])
+    assert store_mod.run(parser.parse_args(["--store", str(db), "prune", "--older-than",
+                                            "-1"])) == 2
+
+
+def test_a_result_whose_files_were_pruned_before_its_commit_is_still_whole(store, monkeypatch):
+    """prune runs between a writer's file write and its transaction: the writer writes the files
+    again under the write lock, so the committed rows never point at a missing file."""
+    original = Store._put_image_bytes
+    state = {"first": True}
+
+    def written_then_pruned(self, data):
+        sha, rel = original(self, data)
+        if state["first"]:  # the first write of each file, outside the lock: prune strikes
+            assert self.prune(min_age_s=0)[0] == 1
+        return sha, rel
+
+    monkeypatch.setattr(Store, "_put_image_bytes", written_then_pruned)
+    request = fake_request(5)
+    run_id = store.start_run(request, source="tiny")
+    result = fake_result("m0", request)
+    rows = [store._write_image(img) for img in result.images]
+    assert not any((store.root / r["path"]).exists() for r in rows)
+    state["first"] = False
+    store.add_result(run_id, result)  # writes again (content-hashed: same names) and commits
+    assert store.verify() == [] and len(store.images(store.results()["result_id"].iloc[0])) == 2
 
 
 def test_two_concurrent_writers_lose_and_duplicate_nothing(tmp_path):

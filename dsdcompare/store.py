@@ -120,7 +120,7 @@ import weakref
 import zipfile
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from . import __version__
 
@@ -572,10 +572,6 @@ class Store:
                   "images_copied": 0, "problems": []}
         run_cols = [c for c in self._columns("runs") if c != "id"]
         res_cols = [c for c in self._columns("results") if c not in ("id", "run_id")]
-        missing = ({*run_cols} - {*src._columns("runs")}) | ({*res_cols} - {*src._columns("results")})
-        if missing:
-            raise StoreError(f"{label}: lacks columns {sorted(missing)}; open it read-write once "
-                             f"with this dsdcompare to migrate it")
         for run in src._query(f"SELECT id, {', '.join(run_cols)} FROM runs ORDER BY id"):
             src_run, fields = run[0], dict(zip(run_cols, run[1:]))
             results = src._query(f"SELECT id, {', '.join(res_cols)} FROM results WHERE run_id = ?"

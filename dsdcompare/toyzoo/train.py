@@ -107,6 +107,18 @@ class _EMA:
             p.copy_(s)
 
 
+def _optimizer_step(model, opt, sched, loss, ema=None) -> None:
+    """One training step every trainer here takes: backward, clip gradients to norm 1, step the
+    optimizer and the learning-rate schedule, then the EMA copy (if any)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    if ema is not None:
+        ema.update(model)
+
+
 def to_pixels(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1], the VAE's input range."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
@@ -147,11 +159,7 @@ def train_vae(pixels: torch.Tensor, cfg: TrainConfig, progress: bool = True):
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
         rec = vae.decode(z).sample
         loss = F.mse_loss(rec, x) + cfg.vae_kl_weight * post.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _optimizer_step(vae, opt, sched, loss)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     bar.close()
@@ -244,11 +252,7 @@ def train_clip(images: np.ndarray, caption_ids: np.ndarray, tokenizer, cfg: Trai
         txt = F.normalize(projected(clip.get_text_features(input_ids=ids)), dim=-1)
         logits = clip.logit_scale.exp().clamp(max=100.0) * img @ txt.T
         loss = F.cross_entropy(logits, labels_all[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _optimizer_step(clip, opt, sched, loss)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
@@ -309,12 +313,7 @@ def train_teacher(latents, caption_ids, states, cfg: TrainConfig, progress: bool
     for _ in range(cfg.teacher_steps):
         xt, t, cond, target, w = _diffusion_batch(latents, caption_ids, states, cfg, cfg.teacher_batch, gen, noise_sched)
         loss = _weighted_mse(unet(xt, t, cond).sample, target, w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        ema.update(unet)
+        _optimizer_step(unet, opt, sched, loss, ema)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     bar.close()
@@ -390,12 +389,7 @@ def train_student(teacher, latents, caption_ids, states, cfg: TrainConfig, progr
             loss_out = F.mse_loss(out_s, out_t)
             loss_feat = sum(F.mse_loss(feats_s[k], feats_t[k]) for k in feats_t)
             loss = loss_task + cfg.kd_output_weight * loss_out + cfg.kd_feature_weight * loss_feat
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            ema.update(student)
+            _optimizer_step(student, opt, sched, loss, ema)
             bar.update(1)
             bar.set_postfix(task=f"{loss_task.item():.4f}", out=f"{loss_out.item():.4f}",
                             feat=f"{loss_feat.item():.4f}", refresh=False)

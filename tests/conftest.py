@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Subprocesses (the CLI, accelerate, streamlit) import this checkout's package, whatever else the
+# environment has installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 # Built stand-ins are shared by every test of one session (built once, a few seconds), but never
 # mixed with the user's own cache. Set before any dsdcompare import reads it.
@@ -18,7 +25,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 @pytest.fixture(scope="session", autouse=True)
 def _fixed_threads():
-    """Bit-identical images need a fixed thread count (FACTS.md). One thread: the tiny models are
+    """Bit-identical images need a fixed thread count (1 and 2 threads give slightly different
+    images). One thread: the tiny models are
     overhead-bound, and two OpenMP threads on a busy 2-core machine (a Streamlit server beside
     the tests) made each call up to 14x slower."""
     import torch

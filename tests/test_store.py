@@ -23,8 +23,19 @@ from pathlib import Path
 import pytest
 
 from dsdcompare import store as store_mod
-from dsdcompare.store import (APPLICATION_ID, RESULT_COLUMNS, SCHEMA_VERSION, DuplicateResultError,
-                              Store, StoreError, default_store_path, request_key)
+from dsdcompare.cli import store as store_cli
+from dsdcompare.store import (
+    APPLICATION_ID,
+    RESULT_COLUMNS,
+    SCHEMA_VERSION,
+    DuplicateResultError,
+    Store,
+    StoreError,
+    default_store_path,
+    request_key,
+)
+from dsdcompare.store import bundles as bundles_mod
+from dsdcompare.store.common import finite
 
 sys.path.insert(0, str(Path(__file__).parent))
 from store_writer import fake_request, fake_result  # noqa: E402
@@ -154,6 +165,35 @@ def test_load_result_rebuilds_a_result(store):
     assert [i.tobytes() for i in back.images] == [i.tobytes() for i in results[0].images]
 
 
+def test_result_from_dict_rebuilds_timing_and_score_and_ignores_extra_keys():
+    from dsdcompare.engine import Result
+    from dsdcompare.metrics import Score
+    from dsdcompare.timing import Timing
+
+    request = fake_request()
+    original = fake_result("m0", request, score=clip_score(25.0))
+    data = json.loads(json.dumps(original.to_dict()))
+    data.update(result_id=3, run_id=1, created_at="2026-01-01T00:00:00+00:00")
+    data["timing"]["stages"]["gpu_idle"] = 0.0  # a key a newer version might add
+    back = Result.from_dict(data)
+    assert isinstance(back.timing, Timing) and isinstance(back.score, Score)
+    assert back.timing.stages.denoise == original.timing.stages.denoise and back.images == []
+    assert back.to_dict() == json.loads(json.dumps(original.to_dict()))
+    failed = Result.from_dict(fake_result("m1", request, success=False).to_dict())
+    assert failed.timing is None and failed.score is None and not failed.success
+
+
+def test_store_errors_are_project_errors(tmp_path):
+    from dsdcompare.errors import DsdCompareError
+
+    assert issubclass(DuplicateResultError, StoreError)
+    (tmp_path / "notes.sqlite").write_text("not a database")
+    with pytest.raises(DsdCompareError, match="not a dsdcompare results database"):
+        Store(tmp_path / "notes.sqlite")
+    with pytest.raises(RuntimeError):  # callers that catch RuntimeError still do
+        Store(tmp_path / "notes.sqlite")
+
+
 def test_failed_result_is_stored_and_not_completed(store):
     request = fake_request()
     run_id = store.save(request, [fake_result("m0", request, success=False)], source="tiny")
@@ -223,28 +263,6 @@ def test_side_by_side_gives_the_latest_result_per_model(store):
     m0_success = ids[(ids["model"] == "m0") & ids["success"]]["result_id"].max()
     assert list(df["result_id"]) == [m0_success, m1_latest]  # a newer failure does not hide m0
     assert store.side_by_side("nothing like this", 5).empty
-
-
-def test_aggregates_per_model_and_setting(store):
-    request = fake_request()
-    for i, (median, score) in enumerate([(1.0, 20.0), (2.0, 22.0), (3.0, 30.0)]):
-        store.save(request, [fake_result("m0", request, median_s=median,
-                                         score=clip_score(score))], source="tiny")
-    store.save(request, [fake_result("m0", request, success=False)], source="tiny")
-    store.save(request, [fake_result("m1", request, score=clip_score(25.0, checkpoint="A")),
-                         ], source="tiny")
-    store.save(request, [fake_result("m1", request, score=clip_score(0.3, checkpoint="B"))],
-               source="tiny")
-    agg = store.aggregates().set_index("model")
-    m0 = agg.loc["m0"]
-    assert m0["n"] == 3 and m0["n_failed"] == 1
-    assert m0["median_s"] == pytest.approx(2.0 * 1.05)
-    assert m0["latency_std_s"] == pytest.approx(1.05)
-    assert m0["clip_score_mean"] == pytest.approx(24.0) and m0["clip_n"] == 3
-    assert m0["score_checkpoint"] == "tiny" and m0["standin"]
-    m1 = agg.loc["m1"]  # scores from two checkpoints are not averaged together
-    assert math.isnan(m1["clip_score_mean"]) and m1["score_checkpoint"] == "mixed"
-    assert list(store.aggregates(model="m1")["model"]) == ["m1"]
 
 
 def test_one_store_shared_by_threads(store):
@@ -518,7 +536,7 @@ def test_export_json_rows_and_records_match_the_database(store, tmp_path):
             assert row[col] == db[col], col
         assert row["success"] is bool(db["success"])
         assert row["image_paths"] == [p for p, _ in images.get(db["id"], [])]
-        assert row["record"] == store_mod._finite(json.loads(db["record"]))
+        assert row["record"] == finite(json.loads(db["record"]))
     assert doc["results"][-1]["its_per_s"] is None  # NaN: null in standard JSON
 
 
@@ -564,7 +582,7 @@ def test_bundle_opens_read_only_on_a_fresh_directory_with_images_intact(store, t
 
 
 def test_empty_store_queries_and_exports(store, tmp_path):
-    assert store.runs() == [] and store.results().empty and store.aggregates().empty
+    assert store.runs() == [] and store.results().empty
     assert list(store.results().columns) == list(RESULT_COLUMNS)
     assert store.side_by_side("a red circle", 7).empty
     store.export_csv(tmp_path / "e.csv")
@@ -618,7 +636,7 @@ def test_tampered_or_crafted_bundles_are_refused(store, tmp_path):
 def test_bundle_too_large_to_extract_is_refused(store, tmp_path, monkeypatch):
     _filled_store(store)
     bundle = store.export_bundle(tmp_path / "big.zip")
-    monkeypatch.setattr(store_mod, "MAX_BUNDLE_BYTES", 1000)
+    monkeypatch.setattr(bundles_mod, "MAX_BUNDLE_BYTES", 1000)
     with pytest.raises(StoreError, match="GiB once extracted"):
         Store(bundle)
 
@@ -646,20 +664,32 @@ def test_store_command_line(store_path, tmp_path, capsys):
     with Store(store_path) as s:
         _filled_store(s)
     parser = argparse.ArgumentParser()
-    store_mod.configure_parser(parser)
+    store_cli.configure(parser)
 
     def run(*argv):
-        return store_mod.run(parser.parse_args(["--store", str(store_path), *argv]))
+        return store_cli.run(parser.parse_args(["--store", str(store_path), *argv]))
 
     assert run("runs") == 0 and "a red circle" in capsys.readouterr().out
     assert run("export", "--csv", str(tmp_path / "a.csv"), "--json", str(tmp_path / "a.json"),
                "--bundle", str(tmp_path / "a.zip"), "--run", "2") == 0
     assert len(list(csv.DictReader(open(tmp_path / "a.csv")))) == 1
     assert run("check") == 0 and "sound" in capsys.readouterr().out
-    assert store_mod.run(parser.parse_args(["--store", str(tmp_path / "a.zip"), "check"])) == 0
+    assert store_cli.run(parser.parse_args(["--store", str(tmp_path / "a.zip"), "check"])) == 0
     (tmp_path / "x.sqlite").write_text("not a db")
-    assert store_mod.run(parser.parse_args(["--store", str(tmp_path / "x.sqlite"), "runs"])) == 2
+    assert store_cli.run(parser.parse_args(["--store", str(tmp_path / "x.sqlite"), "runs"])) == 2
     assert "not a dsdcompare results database" in capsys.readouterr().err
+
+
+def test_store_export_of_chosen_runs_through_the_command_line_entry_point(store_path, tmp_path):
+    """``--run`` must not clobber the entry point cli.main keeps in ``args.run``."""
+    from dsdcompare.cli import main
+
+    with Store(store_path) as s:
+        _filled_store(s)
+    out = tmp_path / "one.csv"
+    assert main(["store", "--store", str(store_path), "export", "--csv", str(out),
+                 "--run", "2"]) == 0
+    assert [r["run_id"] for r in csv.DictReader(open(out))] == ["2"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -763,9 +793,9 @@ def test_store_merge_command_line_goes_on_past_a_bad_source(tmp_path, capsys):
     bad = tmp_path / "notes.sqlite"
     bad.write_text("not a database")
     parser = argparse.ArgumentParser()
-    store_mod.configure_parser(parser)
+    store_cli.configure(parser)
     dest = tmp_path / "all" / "results.sqlite"
-    code = store_mod.run(parser.parse_args(["--store", str(dest), "merge", str(a), str(bad),
+    code = store_cli.run(parser.parse_args(["--store", str(dest), "merge", str(a), str(bad),
                                             str(b)]))
     out, err = capsys.readouterr()
     assert code == 1
@@ -774,7 +804,7 @@ def test_store_merge_command_line_goes_on_past_a_bad_source(tmp_path, capsys):
     assert "1 run(s) and 3 result(s) added" in out and "2 run(s) and 4 result(s) added" in out
     with Store(dest, readonly=True) as s:
         assert len(s.results()) == 7
-    assert store_mod.run(parser.parse_args(["--store", str(dest), "merge", str(a)])) == 0
+    assert store_cli.run(parser.parse_args(["--store", str(dest), "merge", str(a)])) == 0
     assert "0 run(s) and 0 result(s) added, 3 already there" in capsys.readouterr().out
 
 
@@ -910,20 +940,20 @@ def test_files_left_by_a_killed_writer_are_reported_and_pruned_and_nothing_else(
         assert len(orphans) == 2 and s.unreferenced(min_age_s=3600) == []  # m2's two images
         assert not {p.relative_to(s.root).as_posix() for p in orphans} & kept
     parser = argparse.ArgumentParser()
-    store_mod.configure_parser(parser)
-    assert store_mod.run(parser.parse_args(["--store", str(db), "check"])) == 0
+    store_cli.configure(parser)
+    assert store_cli.run(parser.parse_args(["--store", str(db), "check"])) == 0
     assert "note: 2 image file(s)" in capsys.readouterr().out
     # the default age margin spares fresh files; --older-than 0 removes them
-    assert store_mod.run(parser.parse_args(["--store", str(db), "prune"])) == 0
+    assert store_cli.run(parser.parse_args(["--store", str(db), "prune"])) == 0
     assert "removed 0 " in capsys.readouterr().out and all(p.exists() for p in orphans)
-    assert store_mod.run(parser.parse_args(["--store", str(db), "prune", "--older-than",
+    assert store_cli.run(parser.parse_args(["--store", str(db), "prune", "--older-than",
                                             "0"])) == 0
     assert "removed 2 " in capsys.readouterr().out and not any(p.exists() for p in orphans)
     with Store(db) as s:
         assert s.verify() == [] and s.unreferenced() == []
         assert {rel for (rel,) in s._query("SELECT path FROM images")} == kept
     _assert_intact(db, ["m0", "m1"])
-    assert store_mod.run(parser.parse_args(["--store", str(db), "prune", "--older-than",
+    assert store_cli.run(parser.parse_args(["--store", str(db), "prune", "--older-than",
                                             "-1"])) == 2
 
 

@@ -50,7 +50,7 @@ def stored_keys(store: Path) -> set:
     with Store(store, readonly=True) as s:
         df = s.results()
     ok = df[df["success"]]
-    return set(zip(ok.prompt, ok.seed, ok.steps, ok.model)), len(df)
+    return set(zip(ok.prompt, ok.seed, ok.steps, ok.model, strict=True)), len(df)
 
 
 def main() -> int:

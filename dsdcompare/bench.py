@@ -37,27 +37,31 @@ with ``--mpirun_hostfile``: accelerate's own multi-CPU launcher is mpirun. ``tor
 Models run in groups (a teacher with its students; other models alone), one group at a time over
 the process's items, so a process holds one pair in memory at a time, not every model.
 
-``--report`` prints the summary (:func:`dsdcompare.stats.summary`) of what the store holds for
-the command's selection without generating anything; ``--report-csv FILE`` writes it.
+``--report`` prints the summary (:func:`report_table`, which is :func:`dsdcompare.stats.summary`
+of :func:`select_results`) of what the store holds for the command's selection without
+generating anything; ``--report-csv FILE`` writes it.
+
+This module is the library half: no argument parsing, no printing. The command line
+(``dsdcompare bench``) is :mod:`dsdcompare.cli.bench`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import sys
+import os
 import time
 from dataclasses import dataclass, field
 
 from .engine import Request
+from .errors import InputError
 
 #: Seeds and step counts of a sweep when not given (those of ``compare``).
 DEFAULT_SEEDS = (0,)
 DEFAULT_STEPS = (30,)
 
 
-class BenchError(ValueError):
+class BenchError(InputError):
     """The sweep cannot run as asked; the message names the bad value and the remedy."""
 
 
@@ -71,28 +75,6 @@ class WorkItem:
     seed: int  # seed of the initial noise (the same for every model)
     steps: int  # denoising steps
     category: str | None = None  # the prompt's category in its suite, if any
-
-
-def parse_int_list(text: str, *, name: str, lo: int, hi: int) -> list[int]:
-    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``: comma-separated integers and inclusive ranges, in the
-    order given, without repeats. Raises :class:`BenchError` naming the bad part."""
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        first, dash, last = part.partition("-")
-        try:
-            values = (range(int(first), int(last) + 1) if dash and first else [int(part)])
-        except ValueError:
-            raise BenchError(f"{name}: {part!r} is not an integer or a range like 0-3 "
-                             f"(in {text!r})") from None
-        if dash and first and int(last) < int(first):
-            raise BenchError(f"{name}: range {part!r} runs backwards; write {last}-{first}")
-        for v in values:
-            if not lo <= v <= hi:
-                raise BenchError(f"{name} must be from {lo} to {hi}, got {v} (in {text!r})")
-            if v not in out:
-                out.append(v)
-    return out
 
 
 def work_items(prompts, seeds: list[int], steps: list[int]) -> list[WorkItem]:
@@ -134,16 +116,17 @@ def model_groups(models) -> list[list]:
 class BenchOutcome:
     """What one process did."""
 
-    process_index: int = 0
-    num_processes: int = 1
+    process_index: int = 0  # this process's rank under accelerate (0 alone)
+    num_processes: int = 1  # processes sharing the sweep
     items: int = 0  # items in the sweep
     pending_items: int = 0  # items with something left to run at the start (all processes)
     my_items: int = 0  # this process's share of the pending items
     stored: int = 0  # results this process stored
     failed: int = 0  # ... of which failed (stored with their error; a rerun retries them)
     skipped: int = 0  # model runs of this process's share already in the store
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # seconds this process spent in run_bench
     failures: list[str] = field(default_factory=list)  # "model / prompt / seed / steps: error"
+    notes: list[str] = field(default_factory=list)  # results not stored, and why (run_request)
 
 
 def _source_of(spec, source: str | None) -> str:
@@ -154,32 +137,13 @@ def _missing(store, request: Request, group, source) -> list:
     return [m for m in group if not store.completed(request, m.key, _source_of(m, source))]
 
 
-def run_bench(items: list[WorkItem], models, template: Request, *, store, source: str | None = None,
-              device: str = "auto", dtype: str = "auto", local_dirs: dict | None = None,
-              scorer=None, no_score_reason: str | None = None, state=None,
-              show_progress: bool = True) -> BenchOutcome:
-    """Run every item through every model, skipping what ``store`` holds; store each Result.
+def _plan(items: list[WorkItem], groups, template: Request, store, source, state, out) -> list:
+    """This process's share of the pending items, as (request, models to run, models to store).
 
-    ``state`` is an :class:`accelerate.PartialState` (default: the current one): the pending
-    items are split between its processes, and each process runs its share on ``device``.
-    ``scorer`` adds CLIP scores (None: results carry ``no_score_reason``). With
-    ``template.warmup == 0`` each process makes one untimed call per model before its first item
-    (not stored), so no stored timing includes a cold first call. Returns this process's counts.
+    The main process reads the store and sends the pending list to the others, so every process
+    splits the same list the same way (nothing lost, nothing run twice), and reads it before
+    any process writes.
     """
-    from accelerate import PartialState
-    from tqdm.auto import tqdm
-
-    from .engine import compare
-    from .metrics import score_unavailable
-
-    state = state or PartialState()
-    started = time.perf_counter()
-    groups = model_groups(models)
-    out = BenchOutcome(process_index=state.process_index, num_processes=state.num_processes,
-                       items=len(items))
-    # 1. What is left: the main process reads the store and sends the list to the others, so
-    #    every process splits the same list the same way (nothing lost, nothing run twice),
-    #    and reads it before any process writes
     pending = None
     if state.is_main_process:
         pending = [it for it in items
@@ -192,7 +156,6 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
     with state.split_between_processes(pending) as mine:
         mine = list(mine)
     out.my_items = len(mine)
-    # 2. This process's plan: per group and item, the models to run and the ones to store
     plan = []
     for group in groups:
         for item in mine:
@@ -203,6 +166,34 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
                 # a student's teacher reruns with it (not stored again): fidelity needs its image
                 keys = {m.key for m in missing} | {m.teacher for m in missing}
                 plan.append((request, [m for m in group if m.key in keys], missing))
+    return plan
+
+
+def run_bench(items: list[WorkItem], models, template: Request, *, store, source: str | None = None,
+              device: str = "auto", dtype: str = "auto", local_dirs: dict | None = None,
+              scorer=None, no_score_reason: str | None = None, state=None,
+              show_progress: bool = True) -> BenchOutcome:
+    """Run every item through every model, skipping what ``store`` holds; store each Result.
+
+    ``state`` is an :class:`accelerate.PartialState` (default: the current one): the pending
+    items are split between its processes, and each process runs its share on ``device``.
+    Each item goes through :func:`dsdcompare.record.run_request` (one run per item; each
+    Result stored as it finishes). ``scorer`` adds CLIP scores (None: results carry
+    ``no_score_reason``). With ``template.warmup == 0`` each process makes one untimed call per
+    model before its first item (not stored), so no stored timing includes a cold first call.
+    Returns this process's counts.
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from .engine import compare
+    from .record import run_request
+
+    state = state or PartialState()
+    started = time.perf_counter()
+    out = BenchOutcome(process_index=state.process_index, num_processes=state.num_processes,
+                       items=len(items))
+    plan = _plan(items, model_groups(models), template, store, source, state, out)
     calls = template.warmup + template.repeats
     total = sum(len(run) * calls * req.steps for req, run, _ in plan)
     tag = f"bench {state.process_index + 1}/{state.num_processes}" if state.num_processes > 1 else "bench"
@@ -211,7 +202,7 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
                dynamic_ncols=True)
     warmed: set[str] = set()
     common = dict(source=source, device=device, dtype=dtype, local_dirs=local_dirs)
-    # 3. Generate, storing each Result as soon as it is complete
+    # Generate, storing each Result as soon as it is complete
     for request, run_models, to_store in plan:
         cold = [m for m in run_models if m.key not in warmed]
         if template.warmup == 0 and cold:
@@ -219,35 +210,48 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
         warmed.update(m.key for m in run_models)
         done_before = bar.n
         store_keys = {m.key for m in to_store}
-        run_id = store.start_run(request, source=source, note="bench")
 
         def progress(ev, _steps=request.steps) -> None:
             if ev.phase in ("warmup", "repeat") and 0 < ev.step <= _steps:
                 bar.update(1)
 
-        def finished(result, _request=request) -> None:
-            if result.model not in store_keys:
-                return
-            if result.success and scorer is None:
-                result.score = score_unavailable("none", no_score_reason or "no scorer",
-                                                 n_images=len(result.images))
-            store.add_result(run_id, result)
-            out.stored += 1
-            if not result.success:
-                out.failed += 1
-                out.failures.append(f"{result.model} / {_request.prompt!r} / seed {_request.seed}"
-                                    f" / {_request.steps} steps: {result.error}")
-            bar.set_postfix_str(f"stored {out.stored}, failed {out.failed}", refresh=False)
+        def finished(result, _request=request, _keys=store_keys) -> None:
+            if result.model in _keys:
+                _count(out, result, _request)
+                bar.set_postfix_str(f"stored {out.stored}, failed {out.failed}", refresh=False)
 
-        compare(request, run_models, scorer=scorer, progress=progress, on_result=finished, **common)
-        store.finish_run(run_id)
+        recording = run_request(request, run_models, store=store, note="bench",
+                                store_keys=store_keys, scorer=scorer, scorer_choice="none",
+                                no_score_reason=no_score_reason, on_result=finished,
+                                progress=progress, **common)
+        out.stored -= len(recording.notes)  # results another process stored first
+        out.notes += recording.notes
         # failed models and PNDM's extra step leave the bar off by a little: set it exactly
         bar.update(done_before + len(run_models) * calls * request.steps - bar.n)
     bar.close()
     out.wall_s = time.perf_counter() - started
-    # 4. Everyone finishes before anyone reports on the whole store
+    # Everyone finishes before anyone reports on the whole store
     state.wait_for_everyone()
     return out
+
+
+def _count(out: BenchOutcome, result, request: Request) -> None:
+    out.stored += 1
+    if not result.success:
+        out.failed += 1
+        out.failures.append(f"{result.model} / {request.prompt!r} / seed {request.seed}"
+                            f" / {request.steps} steps: {result.error}")
+
+
+def use_cpu(device: str) -> bool:
+    """Whether accelerate must run its processes on the CPU (``PartialState(cpu=True)``).
+
+    Without it, processes started by ``accelerate launch --multi_gpu`` or ``torchrun`` on a
+    machine without a GPU would each believe they are alone and all run every item.
+    ``accelerate launch --cpu`` sets ``ACCELERATE_USE_CPU``.
+    """
+    flag = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return flag or device == "cpu"
 
 
 # --- reporting ---------------------------------------------------------------------------------
@@ -278,6 +282,18 @@ def select_results(df, *, models=None, source=None, prompts=None, seeds=None, st
         if template.scheduler:
             keep &= df["scheduler"] == template.scheduler
     return df[keep.fillna(False).astype(bool)]
+
+
+def report_table(df, **selection):
+    """``bench --report``'s table: :func:`dsdcompare.stats.summary` of the rows of ``df`` (a
+    store's results) that :func:`select_results` keeps for ``selection``.
+
+    Returns ``(table, rows)``: the summary and the selected rows (the report's notes read them).
+    """
+    from .stats import summary
+
+    rows = select_results(df, **selection)
+    return summary(rows), rows
 
 
 def _fmt(value, spec: str = ".2f") -> str:
@@ -311,8 +327,8 @@ def format_report(table, df=None) -> str:
             _fmt(r["speedup_median"], ".2f") + ("x" if r["n_paired"] else ""),
         ])
     widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(head)]
-    text = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    text += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in lines]
+    text = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    text += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in lines]
     notes = []
     if df is not None and len(df):
         if df["standin"].fillna(False).astype(bool).any():
@@ -324,193 +340,3 @@ def format_report(table, df=None) -> str:
     return "\n".join(text + [f"note: {n}" for n in notes])
 
 
-# --- command line ------------------------------------------------------------------------------
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    """Options of ``python -m dsdcompare bench``."""
-    from . import cli
-    from .prompts import list_suites
-
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.epilog = ("examples:\n"
-                "  python -m dsdcompare bench --prompts core --models all --seeds 0-3 --steps 10,20,30\n"
-                "  python -m dsdcompare bench --prompts my.csv --prompt-column Prompt --limit 20\n"
-                "  python -m dsdcompare bench --prompts core --steps 10,20,30 --report --report-csv s.csv\n"
-                "  accelerate launch --multi_gpu --num_processes 4 -m dsdcompare bench --prompts core "
-                "...  (one process per GPU)")
-    p.add_argument("--prompts", metavar="FILE|SUITE",
-                   help=f"a suite ({', '.join(list_suites())}) or a prompt file: .txt (one a line), "
-                        f".csv/.tsv (a prompt column), .jsonl (a 'prompt' key). Required unless "
-                        f"--report")
-    p.add_argument("--prompt-column", metavar="NAME",
-                   help="the prompt column of a CSV/TSV file or key of a JSONL file (default: "
-                        "prompt, prompts, text or caption, any case)")
-    p.add_argument("--limit", type=cli.int_in("limit", 1, 10**9), metavar="N",
-                   help="use the first N prompts only")
-    p.add_argument("--seeds", metavar="LIST",
-                   help=f"seeds, e.g. 0-3 or 0,5,9 (default {DEFAULT_SEEDS[0]}; with --report: all)")
-    p.add_argument("--steps", metavar="LIST",
-                   help=f"step counts, e.g. 10,20,30 (default {DEFAULT_STEPS[0]}; with --report: all)")
-    p.add_argument("--negative", default="", help="negative prompt for every item (default: none)")
-    p.add_argument("--guidance", type=cli.guidance_arg, default=7.5,
-                   help="classifier-free guidance scale (default 7.5)")
-    p.add_argument("--size", type=cli.size_arg, default=None, metavar="native|PIXELS",
-                   help=f"image side: {cli.SIZE_CHOICES_HELP} (default native)")
-    p.add_argument("--images", type=cli.int_in("images", 1, 8), default=1,
-                   help="images per prompt (default 1)")
-    p.add_argument("--repeats", type=cli.int_in("repeats", 1, 100), default=1,
-                   help="timed steady-state calls per model and item (default 1)")
-    p.add_argument("--warmup", type=cli.int_in("warmup", 0, 10), default=1,
-                   help="untimed warm-up calls per model and item (default 1). 0 halves the work: "
-                        "each process then warms every model once before its first item instead")
-    p.add_argument("--scheduler", help="a diffusers scheduler class (default: each repo's own)")
-    p.add_argument("--report", action="store_true",
-                   help="only report: summarise what the store holds for this selection, "
-                        "generate nothing")
-    p.add_argument("--report-csv", metavar="FILE", help="also write the summary table as CSV")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    cli.add_model_options(p)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
-def run(args) -> int:
-    """``python -m dsdcompare bench``: run (or with --report, only report) a sweep."""
-    import warnings
-
-    from .engine import RequestError
-    from .prompts import PromptFileError, load_prompts
-    from .registry import RegistryError, load_models_file, resolve_models
-
-    # 1. Check inputs
-    if args.no_store:
-        return _fail("bench stores every result (that is how it resumes and reports); "
-                     "drop --no-store, or give --store PATH for a separate database")
-    try:
-        if args.models_file:
-            load_models_file(args.models_file)
-        models = resolve_models(args.models)
-        seeds = parse_int_list(args.seeds, name="seeds", lo=0, hi=2**63 - 1) if args.seeds else None
-        steps = parse_int_list(args.steps, name="steps", lo=1, hi=500) if args.steps else None
-        prompts = None
-        if args.prompts:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                prompts = load_prompts(args.prompts, column=args.prompt_column, limit=args.limit)
-            for w in caught:
-                print(f"warning: {w.message}", file=sys.stderr)
-        elif not args.report:
-            return _fail("--prompts is required: a suite name or a prompt file")
-        template = Request(prompt="-", negative_prompt=args.negative, guidance=args.guidance,
-                           size=args.size, images_per_prompt=args.images, repeats=args.repeats,
-                           warmup=args.warmup, scheduler=args.scheduler).validate()
-    except (RegistryError, BenchError, PromptFileError, RequestError) as err:
-        return _fail(str(err))
-    if args.report:
-        return report(args, models=models, prompts=prompts, seeds=seeds, steps=steps,
-                      template=template)
-    return sweep(args, models=models, prompts=prompts, seeds=seeds or list(DEFAULT_SEEDS),
-                 steps=steps or list(DEFAULT_STEPS), template=template)
-
-
-def sweep(args, *, models, prompts, seeds, steps, template) -> int:
-    """Generate the sweep (sharded under ``accelerate launch``), then report on the main process."""
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-
-    from . import cli
-    from .loading import resolve_device
-
-    # 2. Processes and devices: one device per process under accelerate
-    try:
-        device = resolve_device(args.device)
-    except ValueError as err:
-        return _fail(str(err))
-    state = PartialState(cpu=use_cpu(device))
-    if args.device == "auto" or (device == "cuda" and state.num_processes > 1):
-        device = "cpu" if state.device.type == "cpu" else str(state.device)  # cuda:<local rank>
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    # 3. Store and scorer: the main process creates (or migrates) the database and builds a
-    #    stand-in scorer first, the others then open what is there
-    with state.main_process_first():
-        store = cli.open_store(args)
-        scorer, no_score_reason = cli.open_scorer(args.scorer, models, args.source, device)
-    if no_score_reason and args.scorer != "none":
-        state.print(f"warning: no CLIP score: {no_score_reason}", file=sys.stderr)
-    items = work_items(prompts, seeds, steps)
-    state.print(f"bench: {len(prompts)} prompts x {len(seeds)} seeds x {len(steps)} step counts "
-                f"= {len(items)} items x {len(models)} models; {state.num_processes} process(es); "
-                f"store {store.path}")
-    # 4. Run this process's share
-    outcome = run_bench(items, models, template, store=store, source=args.source, device=device,
-                        dtype=args.dtype, local_dirs=dict(args.local_dir), scorer=scorer,
-                        no_score_reason=no_score_reason, state=state,
-                        show_progress=not args.no_progress)
-    outcomes = gather_object([outcome]) if state.num_processes > 1 else [outcome]
-    failed = sum(o.failed for o in outcomes)
-    code = 1 if failed else 0
-    # 5. Report on the main process
-    if state.is_main_process:
-        stored = sum(o.stored for o in outcomes)
-        skipped = (len(items) - outcome.pending_items) * len(models) + sum(o.skipped for o in outcomes)
-        print(f"\nbench: stored {stored} results ({failed} failed); {skipped} model runs were "
-              f"already stored; " + ", ".join(f"{o.wall_s:.1f} s" for o in outcomes)
-              + (" per process" if state.num_processes > 1 else ""))
-        for o in outcomes:
-            for f in o.failures[:10]:
-                print(f"  failed: {f}", file=sys.stderr)
-        if failed:
-            print("  failed results are stored with their errors; a rerun retries them",
-                  file=sys.stderr)
-        _print_report(store, args, models=models, prompts=prompts, seeds=seeds, steps=steps,
-                      template=template)
-    store.close()
-    state.wait_for_everyone()
-    state.destroy_process_group()
-    return code
-
-
-def use_cpu(device: str) -> bool:
-    """Whether accelerate must run its processes on the CPU (``PartialState(cpu=True)``).
-
-    Without it, processes started by ``accelerate launch --multi_gpu`` or ``torchrun`` on a
-    machine without a GPU would each believe they are alone and all run every item.
-    ``accelerate launch --cpu`` sets ``ACCELERATE_USE_CPU``.
-    """
-    import os
-
-    flag = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    return flag or device == "cpu"
-
-
-def report(args, *, models, prompts, seeds, steps, template) -> int:
-    """``bench --report``: summarise the stored results of this selection."""
-    from .store import Store, StoreError
-
-    try:
-        store = Store(args.store, readonly=True) if args.store else Store(readonly=True)
-    except StoreError as err:
-        return _fail(str(err))
-    with store:
-        empty = _print_report(store, args, models=models, prompts=prompts, seeds=seeds,
-                              steps=steps, template=template)
-    return 1 if empty else 0
-
-
-def _print_report(store, args, **selection) -> bool:
-    """Print (and maybe write) the summary; return True when nothing was selected."""
-    from .stats import summary
-
-    df = select_results(store.results(source=args.source), source=args.source, **selection)
-    table = summary(df)
-    print()
-    print(format_report(table, df))
-    if args.report_csv:
-        table.to_csv(args.report_csv, index=False)
-        print(f"wrote {args.report_csv}")
-    return table.empty

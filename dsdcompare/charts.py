@@ -5,32 +5,40 @@ row per model and comparison; :func:`frame_from_results` builds the same table f
 Results) and returns a ``plotly.graph_objects.Figure`` or a DataFrame. Nothing here draws,
 caches or imports Streamlit: the dashboard and a notebook call the same functions.
 
+The numbers come from :func:`dsdcompare.stats.summary` (through :func:`model_summary`), the same
+summary ``bench --report`` prints: reruns count once, and a model that ran under several step
+counts or conditions is several points, never a pooled one.
+
 Honesty rules the figures follow:
 
 - Scores from different CLIP checkpoints or scales are not comparable: a figure refuses a
   table that mixes them (:class:`ChartError` names them) instead of plotting them together.
 - Stand-in (random weight) and toy results are marked in the legend and hover text.
-- Published claims (``ModelSpec.facts``) were measured elsewhere (other hardware, scorer,
-  dataset). They are drawn only as *ratios of student to teacher*, the one scale they share
-  with measurements, and labelled "published".
+- Published claims (``ModelSpec.facts``, from :mod:`dsdcompare.published`) were measured
+  elsewhere (other hardware, scorer, dataset). They are drawn only as *ratios of student to
+  teacher*, the one scale they share with measurements, and labelled "published".
 """
 
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import pandas as pd
+
+from . import published
+from .errors import DsdCompareError
 
 #: Stage columns of the results table, in drawing order, with their labels.
 STAGES = {"text_s": "text encoding", "denoise_s": "denoising loop", "decode_s": "VAE decode",
           "safety_s": "safety checker", "other_s": "other (latents, post-processing)"}
-#: Columns :func:`frame_from_results` fills (the store's flat schema).
+#: Columns the charts read and :func:`frame_from_results` fills: a subset of the store's results
+#: table (``dsdcompare.store.RESULT_COLUMNS``), built by the store's own row builder.
 COLUMNS = ("run_id", "result_id", "created_at", "model", "model_name", "success", "error",
            "source", "standin", "toy", "teacher", "prompt", "negative_prompt", "seed", "steps",
-           "guidance", "width", "height", "dtype", "device", "device_name", "scheduler", "load_s",
+           "guidance", "width", "height", "images_per_prompt", "dtype", "device", "device_name",
+           "scheduler", "load_s",
            "first_call_s", "median_s", "min_s", "max_s", *STAGES, "its_per_s",
            "peak_memory_bytes", "clip_score", "score_backend", "score_checkpoint", "score_scale",
            "score_standin", "psnr", "ssim", "flags", "image_paths")
@@ -46,7 +54,7 @@ _CLAIM_COLOUR = "#6b6b6b"
 _DASHES = ("dot", "dash", "dashdot", "longdash")
 
 
-class ChartError(ValueError):
+class ChartError(DsdCompareError, ValueError):
     """The table cannot be drawn honestly as asked (e.g. scores on different scales)."""
 
 
@@ -55,38 +63,19 @@ class ChartError(ValueError):
 def frame_from_results(results: Iterable) -> pd.DataFrame:
     """The flat results table (the store's columns) of engine Results, one row per Result.
 
-    ``run_id``, ``result_id``, ``created_at`` and ``image_paths`` are empty: those belong to
-    a store. ``flags`` is one string ("; " between flags).
+    Each row is the store's own (:func:`dsdcompare.store.flat_record`), so a table of fresh
+    Results and one read back from the store have the same schema. ``run_id``, ``result_id``,
+    ``created_at`` and ``image_paths`` are empty: those belong to a store. ``flags`` is one
+    string ("; " between flags), as :meth:`Store.results <dsdcompare.store.Store.results>` has it.
     """
+    from .store import flat_record, result_record_dict
+
     rows = []
     for r in results:
-        t = r.timing
-        stages = t.stages if t else None
-        s = r.score
-        fid = r.fidelity or {}
-        rows.append({
-            "run_id": None, "result_id": None, "created_at": None,
-            "model": r.model, "model_name": r.model_name, "success": bool(r.success),
-            "error": r.error, "source": r.source, "standin": bool(r.standin), "toy": bool(r.toy),
-            "teacher": r.teacher, "prompt": r.prompt, "negative_prompt": r.negative_prompt,
-            "seed": r.seed, "steps": r.steps, "guidance": r.guidance, "width": r.width,
-            "height": r.height, "dtype": r.dtype, "device": r.device,
-            "device_name": r.device_name, "scheduler": r.scheduler,
-            "load_s": t.load_s if t else None, "first_call_s": t.first_call_s if t else None,
-            "median_s": t.median_s if t else None, "min_s": t.min_s if t else None,
-            "max_s": t.max_s if t else None,
-            "text_s": stages.text if t else None, "denoise_s": stages.denoise if t else None,
-            "decode_s": stages.decode if t else None, "safety_s": stages.safety if t else None,
-            "other_s": stages.other if t else None,
-            "its_per_s": t.its_per_s if t else None,
-            "peak_memory_bytes": t.peak_memory_bytes if t else None,
-            "clip_score": getattr(s, "value", None), "score_backend": getattr(s, "backend", None),
-            "score_checkpoint": getattr(s, "checkpoint", None),
-            "score_scale": getattr(s, "scale", None),
-            "score_standin": getattr(s, "standin", None),
-            "psnr": fid.get("psnr"), "ssim": fid.get("ssim"),
-            "flags": "; ".join(r.flags), "image_paths": None,
-        })
+        record = result_record_dict(r)
+        rows.append({**flat_record(record), "run_id": None, "result_id": None,
+                     "created_at": None, "image_paths": None,
+                     "flags": "; ".join(record.get("flags") or [])})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -137,69 +126,116 @@ def score_groups(df: pd.DataFrame) -> list[str]:
     return _score_label(scored).value_counts().index.tolist()
 
 
-def model_summary(df: pd.DataFrame, *, per_mp: bool = False) -> pd.DataFrame:
-    """One row per model over the successful rows of ``df``.
+#: Columns :func:`model_summary` adds to :func:`dsdcompare.stats.summary`'s, and what each holds.
+VIEW_COLUMNS = {
+    "point": "the chart point's key: the model key, plus the step count and conditions when the "
+             "model has several rows",
+    "label": "the point's display name (model name, plus step count and conditions if needed)",
+    "series": "the steps sweep's line: the label without the step count",
+    "model_name": "display name of the model",
+    "latency": "latency_median_s (the chart's x)",
+    "latency_lo": "lowest per-observation latency, or the fastest repeat for one observation",
+    "latency_hi": "highest per-observation latency, or the slowest repeat for one observation",
+    "score": "clip_mean (the chart's y)",
+    "score_sd": "standard deviation of the CLIP score over observations (0 for one)",
+    "score_n": "n_scored",
+    "standin": "any result came from stand-in weights",
+    "toy": "any result came from a toy model",
+    "prompts": "distinct prompts among the observations",
+    "seeds": "distinct seeds among the observations",
+    **{col: f"median {label} time over observations (0 when not recorded)"
+       for col, label in STAGES.items()},
+}
 
-    Columns: model, model_name, teacher, n (results), latency (median of the per-result
-    steady-state medians), latency_lo / latency_hi (the spread: min and max over results of
-    their median, or over repeats when there is one result), score (mean CLIP score),
-    score_sd (standard deviation over results; 0 for one), score_n, the stage medians, standin,
-    toy, and prompts / seeds (how many distinct ones the numbers span).
+
+def model_summary(df: pd.DataFrame, *, per_mp: bool = False) -> pd.DataFrame:
+    """The table behind the charts: :func:`dsdcompare.stats.summary` of ``df``, one row per
+    model and step count (and varying condition) with a timed success, plus :data:`VIEW_COLUMNS`.
+
+    A thin view: the numbers are the summary's (``latency`` is ``latency_median_s``, ``score``
+    is ``clip_mean``, ``n`` its observations, reruns counted once); the view adds spreads for
+    error bars and the stage medians, over the same de-duplicated observations
+    (:func:`dsdcompare.stats.observations`). ``per_mp`` summarises :func:`per_megapixel` latencies.
     """
-    ok = df[df["success"].astype(bool)].copy()
-    if per_mp:
-        ok = per_megapixel(ok)
-    rows = []
-    for model, g in ok.groupby("model", sort=False):
-        med = pd.to_numeric(g["median_s"], errors="coerce").dropna()
-        if med.empty:
-            continue
-        if len(med) > 1:
-            lo, hi = med.min(), med.max()
-        else:
-            lo = pd.to_numeric(g["min_s"], errors="coerce").min()
-            hi = pd.to_numeric(g["max_s"], errors="coerce").max()
-        scores = pd.to_numeric(g["clip_score"], errors="coerce").dropna()
-        row = {
-            "model": model, "model_name": g["model_name"].iloc[0],
-            "teacher": _none_if_nan(g["teacher"].iloc[0]), "n": len(g),
-            "latency": float(med.median()),
-            "latency_lo": float(lo) if pd.notna(lo) else float(med.median()),
-            "latency_hi": float(hi) if pd.notna(hi) else float(med.median()),
-            "score": float(scores.mean()) if len(scores) else math.nan,
-            "score_sd": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
-            "score_n": len(scores),
-            "standin": bool(g["standin"].astype(bool).any()), "toy": bool(g["toy"].astype(bool).any()),
-            "prompts": g["prompt"].nunique(), "seeds": g["seed"].nunique(),
-        }
-        for col in STAGES:
-            vals = pd.to_numeric(g[col], errors="coerce").dropna() if col in g else pd.Series([], dtype=float)
-            row[col] = float(vals.median()) if len(vals) else 0.0
-        rows.append(row)
-    cols = ["model", "model_name", "teacher", "n", "latency", "latency_lo", "latency_hi", "score",
-            "score_sd", "score_n", "standin", "toy", "prompts", "seeds", *STAGES]
-    return pd.DataFrame(rows, columns=cols)
+    from .stats import SUMMARY_COLUMNS, observations, summary
+
+    data = per_megapixel(df) if per_mp else df
+    table = summary(data)
+    by = [c for c in table.columns if c not in SUMMARY_COLUMNS]  # model, steps, conditions
+    table = table[table["latency_median_s"].notna()]
+    cols = [*table.columns, *VIEW_COLUMNS]
+    if table.empty:
+        return pd.DataFrame(columns=cols)
+    obs = observations(data)
+    ok = obs[obs["success"].astype(bool)]
+    spreads = pd.DataFrame([{**dict(zip(by, key, strict=True)), **_spread(g)}
+                            for key, g in ok.groupby(by, sort=False, dropna=False)])
+    table = table.merge(spreads, on=by, how="left")  # merge matches NaN keys, unlike a dict
+    table["latency"] = table["latency_median_s"].astype(float)
+    table["score"] = table["clip_mean"].astype(float)
+    table["score_n"] = table["n_scored"]
+    table["point"], table["label"], table["series"] = _point_names(table, by[1:])
+    return table[cols].reset_index(drop=True)
+
+
+def _spread(g: pd.DataFrame) -> dict:
+    """Error-bar spreads and stage medians of one group of successful observations."""
+    med = pd.to_numeric(g["median_s"], errors="coerce").dropna()
+    if len(med) > 1:
+        lo, hi = med.min(), med.max()
+    else:  # one observation: the spread of its repeats
+        lo = pd.to_numeric(g["min_s"], errors="coerce").min()
+        hi = pd.to_numeric(g["max_s"], errors="coerce").max()
+    middle = float(med.median()) if len(med) else math.nan
+    scores = pd.to_numeric(g["clip_score"], errors="coerce").dropna()
+    row = {"model_name": g["model_name"].iloc[0],
+           "latency_lo": float(lo) if pd.notna(lo) else middle,
+           "latency_hi": float(hi) if pd.notna(hi) else middle,
+           "score_sd": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+           "standin": bool(g["standin"].astype(bool).any()), "toy": bool(g["toy"].astype(bool).any()),
+           "prompts": g["prompt"].nunique(), "seeds": g["seed"].nunique()}
+    for col in STAGES:
+        vals = pd.to_numeric(g[col], errors="coerce").dropna() if col in g else pd.Series([], dtype=float)
+        row[col] = float(vals.median()) if len(vals) else 0.0
+    return row
+
+
+def _point_names(table: pd.DataFrame, split: list[str]) -> tuple[list, list, list]:
+    """Point keys, labels and sweep series: a model's name alone when it has one row, else
+    followed by what tells its rows apart (step count, conditions)."""
+    points, labels, series = [], [], []
+    for _, row in table.iterrows():
+        mine = table[table["model"] == row["model"]]
+        differ = [c for c in split if mine[c].astype(str).nunique() > 1]
+        parts = [f"{row[c]} steps" if c == "steps" else f"{c} {row[c]}" for c in differ]
+        tail = [p for c, p in zip(differ, parts, strict=True) if c != "steps"]
+        points.append(" · ".join([row["model"], *parts]))
+        labels.append(" · ".join([row["model_name"], *parts]))
+        series.append(" · ".join([row["model_name"], *tail]))
+    return points, labels, series
 
 
 def pareto_frontier(summary: pd.DataFrame) -> list[str]:
-    """Models no other model beats on both axes: faster *and* at least as good a score.
+    """Points no other point beats on both axes: faster *and* at least as good a score.
 
     Lower latency is better, higher CLIP score is better (``metrics.HIGHER_IS_BETTER``).
-    Returned fastest first; rows without a score are never on the frontier.
+    Returned fastest first, by ``point`` (:func:`model_summary`; else ``model``); rows without
+    a score are never on the frontier.
     """
+    key = "point" if "point" in summary.columns else "model"
     pts = summary.dropna(subset=["latency", "score"]).sort_values(["latency", "score"],
                                                                   ascending=[True, False])
     frontier, best = [], -math.inf
     for _, row in pts.iterrows():
         if row["score"] > best:
-            frontier.append(row["model"])
+            frontier.append(row[key])
             best = row["score"]
     return frontier
 
 
 def model_colours(df: pd.DataFrame) -> dict[str, str]:
     """A colour per model: each teacher/student pair shares a hue, the teacher is darker."""
-    teacher_of = dict(zip(df["model"], df["teacher"]))
+    teacher_of = dict(zip(df["model"], df["teacher"], strict=True))
     roots: list[str] = []
     colours: dict[str, str] = {}
     for model in dict.fromkeys(df["model"]):
@@ -226,19 +262,13 @@ class Claim:
     document: str = ""  # the source's short name, drawn beside the mark
 
 
-_SECONDS = re.compile(r"^\s*([\d.]+)\s*s\s*$")
-_NUMBER = re.compile(r"^\s*([\d.]+)\s*$")
-_LESS_LATENCY = re.compile(r"(\d+(?:\.\d+)?)\s*%[^.;]*?(?:less|reduced|lower)\s+latency", re.I)
-_SPEEDUP = re.compile(r"(\d+(?:\.\d+)?)\s*%\s*speed-?up", re.I)
-
-
 def published_claims(specs: Iterable) -> list[Claim]:
-    """Student/teacher ratios read from the ``facts`` of registry specs.
+    """Student/teacher ratios from the published facts of registry specs (:mod:`dsdcompare.published`).
 
-    Read: a latency fact in seconds ("3.23 s") or a "CLIP score" published for both members of
-    a pair under the same fact name (their ratio); "N% ... less latency" (ratio 1 - N/100) and
-    "N% speedup" (ratio 1 / (1 + N/100)) in a student's facts. Claims from one document (same
-    source up to its first parenthesis) are merged into one point.
+    A latency in seconds ("3.23 s") or a "CLIP score" that both members of a pair publish under
+    one fact name gives their ratio; a student's claim that states a latency ratio ("60%
+    speedup", parsed once in :mod:`dsdcompare.published`) gives that ratio. Claims from one
+    document (same source up to its first parenthesis) are merged into one point.
     """
     specs = {s.key: s for s in specs}
     claims: dict[tuple[str, str], dict] = {}
@@ -255,27 +285,19 @@ def published_claims(specs: Iterable) -> list[Claim]:
         teacher = specs.get(spec.teacher or "")
         if teacher is None:
             continue
-        tfacts = {f.name: f for f in teacher.facts}
-        for fact in spec.facts:
-            tf = tfacts.get(fact.name)
-            if tf is not None and fact.name.lower().startswith("latency"):
-                a, b = _SECONDS.match(fact.value), _SECONDS.match(tf.value)
-                if a and b:
-                    add(spec.key, teacher.key, fact.source,
-                        latency=float(a.group(1)) / float(b.group(1)),
-                        text=f"{fact.value} vs {tf.value} ({fact.name.split(',', 1)[-1].strip()})")
-            elif tf is not None and fact.name.lower() == "clip score":
-                a, b = _NUMBER.match(fact.value), _NUMBER.match(tf.value)
-                if a and b:
-                    add(spec.key, teacher.key, fact.source,
-                        score=float(a.group(1)) / float(b.group(1)),
-                        text=f"CLIP {fact.value} vs {tf.value}")
-            if m := _LESS_LATENCY.search(fact.value):
-                add(spec.key, teacher.key, fact.source, latency=1 - float(m.group(1)) / 100,
-                    text=f"{m.group(1)}% less latency")
-            elif m := _SPEEDUP.search(fact.value):
-                add(spec.key, teacher.key, fact.source, latency=1 / (1 + float(m.group(1)) / 100),
-                    text=f"{m.group(1)}% speedup")
+        for fact, other in published.pairs(spec, teacher, "image_s"):
+            ratio = published.figure_ratio(fact, other)
+            if ratio is not None and fact.unit == "s":
+                add(spec.key, teacher.key, fact.source, latency=ratio,
+                    text=f"{fact.value} vs {other.value} ({fact.name.split(',', 1)[-1].strip()})")
+            elif other is None and fact.ratio("image_s") is not None:
+                add(spec.key, teacher.key, fact.source, latency=fact.ratio("image_s"),
+                    text=fact.value)
+        for fact, other in published.pairs(spec, teacher, "clip_score"):
+            ratio = published.figure_ratio(fact, other)
+            if ratio is not None:
+                add(spec.key, teacher.key, fact.source, score=ratio,
+                    text=f"CLIP {fact.value} vs {other.value}")
     return [Claim(student, c["teacher"], c["latency"], c["score"],
                   f"{specs[student].name}, {doc}: " + "; ".join(t for t in c["texts"] if t),
                   c["source"], f"{specs[student].name} · {doc}")
@@ -313,7 +335,7 @@ def latency_vs_score(df: pd.DataFrame, *, per_mp: bool = False):
     for _, row in scored.iterrows():
         is_student = _none_if_nan(row["teacher"]) is not None
         tags = [t for t, on in (("stand-in", row["standin"]), ("toy", row["toy"])) if on]
-        name = row["model_name"] + (f" [{', '.join(tags)}]" if tags else "")
+        name = row["label"] + (f" [{', '.join(tags)}]" if tags else "")
         fig.add_trace(go.Scatter(
             x=[row["latency"]], y=[row["score"]], mode="markers", name=name,
             marker=dict(size=15, color=colours.get(row["model"]),
@@ -330,13 +352,13 @@ def latency_vs_score(df: pd.DataFrame, *, per_mp: bool = False):
                            "<extra></extra>"),
         ))
     if len(frontier) > 0:
-        pts = scored.set_index("model").loc[frontier]
+        pts = scored.set_index("point").loc[frontier]
         fig.add_trace(go.Scatter(
             x=pts["latency"], y=pts["score"], mode="lines+markers", name="Pareto frontier",
             line=dict(color="#333333", dash="dash", width=1.5),
             marker=dict(size=24, symbol="circle-open", color="#333333", line=dict(width=1.5)),
             hoverinfo="skip"))
-    missing = summary[summary["score"].isna()]["model_name"].tolist()
+    missing = summary[summary["score"].isna()]["label"].tolist()
     if missing:
         fig.add_annotation(text="no CLIP score, not plotted: " + ", ".join(missing),
                            xref="paper", yref="paper", x=0, y=-0.2, showarrow=False,
@@ -370,11 +392,11 @@ def stage_breakdown(df: pd.DataFrame, *, per_mp: bool = False):
         if col == "safety_s" and not (summary[col] > 0).any():
             continue  # no model ran a safety checker: leave it out of the legend
         fig.add_trace(go.Bar(
-            x=summary["model_name"], y=summary[col], name=label,
+            x=summary["label"], y=summary[col], name=label,
             marker_color=_STAGE_COLOURS[col],
             hovertemplate=f"%{{x}}<br>{label}: %{{y:.3f}} {unit}<extra></extra>"))
     totals = summary[list(STAGES)].sum(axis=1)
-    fig.add_trace(go.Scatter(x=summary["model_name"], y=totals, mode="text",
+    fig.add_trace(go.Scatter(x=summary["label"], y=totals, mode="text",
                              text=[f"{t:.2f}" for t in totals], textposition="top center",
                              showlegend=False, hoverinfo="skip"))
     fig.update_layout(barmode="stack", title=dict(text="Where the time goes (median per stage)"),
@@ -386,9 +408,10 @@ def stage_breakdown(df: pd.DataFrame, *, per_mp: bool = False):
 
 
 def steps_sweep(df: pd.DataFrame, *, per_mp: bool = False):
-    """Latency and CLIP score against the number of steps, one line per model.
+    """Latency and CLIP score against the number of steps, one line per model (and condition).
 
-    Returns None when the table holds fewer than two step counts (nothing to sweep).
+    The points are :func:`model_summary`'s. Returns None when the table holds fewer than two
+    step counts (nothing to sweep).
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -399,18 +422,18 @@ def steps_sweep(df: pd.DataFrame, *, per_mp: bool = False):
     if len(score_groups(ok)) > 1:
         raise ChartError(f"CLIP scores from several checkpoints are not comparable: "
                          f"{score_groups(ok)}; choose one")
-    if per_mp:
-        ok = per_megapixel(ok)
+    summary = model_summary(df, per_mp=per_mp)
     colours = model_colours(df)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("latency", "CLIP score"))
-    for model, g in ok.groupby("model", sort=False):
-        by = g.groupby("steps").agg(latency=("median_s", "median"), score=("clip_score", "mean"))
-        name = g["model_name"].iloc[0]
-        style = dict(color=colours.get(model))
-        fig.add_trace(go.Scatter(x=by.index, y=by["latency"], mode="lines+markers", name=name,
-                                 line=style, legendgroup=model), row=1, col=1)
-        fig.add_trace(go.Scatter(x=by.index, y=by["score"], mode="lines+markers", name=name,
-                                 line=style, legendgroup=model, showlegend=False), row=1, col=2)
+    for name, g in summary.groupby("series", sort=False):
+        g = g.sort_values("steps", kind="stable")
+        steps = [int(n) for n in g["steps"]]
+        style = dict(color=colours.get(g["model"].iloc[0]))
+        fig.add_trace(go.Scatter(x=steps, y=g["latency"].tolist(), mode="lines+markers",
+                                 name=name, line=style, legendgroup=name), row=1, col=1)
+        fig.add_trace(go.Scatter(x=steps, y=g["score"].tolist(), mode="lines+markers",
+                                 name=name, line=style, legendgroup=name, showlegend=False),
+                      row=1, col=2)
     fig.update_xaxes(title_text="denoising steps")
     fig.update_yaxes(title_text="s per megapixel" if per_mp else "s per call", row=1, col=1)
     fig.update_yaxes(title_text="CLIP score", row=1, col=2)
@@ -424,17 +447,22 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
 
     x = student latency / teacher latency, y = student CLIP score / teacher CLIP score; the
     teacher sits at (1, 1). Ratios are the one scale on which numbers measured here and numbers
-    published elsewhere (other GPUs, scorers, datasets) can share axes. A claim with both ratios
-    is a grey open diamond; one with a single ratio is a grey line named in the legend. Raises :class:`ChartError`
-    when scores from several checkpoints are mixed.
+    published elsewhere (other GPUs, scorers, datasets) can share axes. Each student point of
+    :func:`model_summary` is set against its teacher's point of the same step count and pairing
+    conditions. A claim with both ratios is a grey open diamond; one with a single ratio is a
+    grey line named in the legend. Raises :class:`ChartError` when scores from several
+    checkpoints are mixed.
     """
     import plotly.graph_objects as go
+
+    from .stats import PAIRING_COLUMNS
 
     groups = score_groups(df)
     if len(groups) > 1:
         raise ChartError(f"CLIP scores from {len(groups)} checkpoints/scales are not comparable: "
                          f"{groups}; choose one")
-    summary = model_summary(df).set_index("model")
+    summary = model_summary(df)
+    match = [c for c in summary.columns if c in ("steps", *PAIRING_COLUMNS)]
     colours = model_colours(df)
     fig = go.Figure()
     fig.add_hline(y=1, line=dict(color="#bbbbbb", width=1))
@@ -445,26 +473,48 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
     claims = list(claims)
     xs = [1.0] + [c.latency_ratio for c in claims if c.latency_ratio is not None]
     measured = 0
-    for model, row in summary.iterrows():
-        teacher = _none_if_nan(row["teacher"])
-        if teacher is None or teacher not in summary.index:
+    for _, row in summary.iterrows():
+        same = summary["model"] == _none_if_nan(row["teacher"])
+        for c in match:
+            same &= summary[c].astype(str) == str(row[c])
+        if not same.any():
             continue
-        t = summary.loc[teacher]
+        t = summary[same].iloc[0]
         lat = row["latency"] / t["latency"] if t["latency"] else math.nan
         score = row["score"] / t["score"] if t["score"] and not math.isnan(t["score"]) else math.nan
         measured += 1
         xs.append(lat)
         fig.add_trace(go.Scatter(
             x=[lat], y=[score if not math.isnan(score) else 1.0], mode="markers+text",
-            name=f"{row['model_name']} / {t['model_name']} (measured here)",
-            text=[row["model_name"]], textposition="top center",
-            marker=dict(size=16, color=colours.get(model), symbol="diamond",
+            name=f"{row['label']} / {t['label']} (measured here)",
+            text=[row["label"]], textposition="top center",
+            marker=dict(size=16, color=colours.get(row["model"]), symbol="diamond",
                         line=dict(width=2, color="white")),
-            hovertemplate=(f"<b>{row['model_name']}</b> vs {t['model_name']}, measured here<br>"
+            hovertemplate=(f"<b>{row['label']}</b> vs {t['label']}, measured here<br>"
                            "latency ×%{x:.2f}<br>"
                            + ("CLIP ×%{y:.3f}" if not math.isnan(score) else "no CLIP score")
                            + "<extra></extra>")))
     x_max = max(x for x in xs if x is not None and math.isfinite(x)) * 1.2
+    _draw_claims(fig, claims)
+    if not measured:
+        fig.add_annotation(text="no teacher/student pair measured in this selection",
+                           xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                           font=dict(size=13, color="#8a1c1c"))
+    fig.update_layout(
+        title=dict(text="Student relative to its teacher<br><sup>measured here (filled) and "
+                        "published elsewhere (grey): ratios share one scale</sup>"),
+        xaxis_title="latency ratio, student / teacher — lower is faster",
+        yaxis_title="CLIP score ratio, student / teacher",
+        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, font=dict(size=11)),
+        margin=dict(t=80, b=120), height=520)
+    fig.update_xaxes(range=[0, x_max])
+    return fig
+
+
+def _draw_claims(fig, claims: list[Claim]) -> None:
+    """Published claims on the ratio axes: a point when both ratios are claimed, else a line."""
+    import plotly.graph_objects as go
+
     lines = 0
     for c in claims:
         hover = f"<b>published</b> (not measured here)<br>{c.label}<br>source: {c.source}"
@@ -490,19 +540,6 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines",
                                      name=f"{name}: ×{c.score_ratio:.2f} CLIP",
                                      line=dict(color=_CLAIM_COLOUR, dash=dash)))
-    if not measured:
-        fig.add_annotation(text="no teacher/student pair measured in this selection",
-                           xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
-                           font=dict(size=13, color="#8a1c1c"))
-    fig.update_layout(
-        title=dict(text="Student relative to its teacher<br><sup>measured here (filled) and "
-                        "published elsewhere (grey): ratios share one scale</sup>"),
-        xaxis_title="latency ratio, student / teacher — lower is faster",
-        yaxis_title="CLIP score ratio, student / teacher",
-        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, font=dict(size=11)),
-        margin=dict(t=80, b=120), height=520)
-    fig.update_xaxes(range=[0, x_max])
-    return fig
 
 
 def _none_if_nan(value):
@@ -517,4 +554,4 @@ def _none_if_nan(value):
 __all__ = ["COLUMNS", "STAGES", "ChartError", "Claim", "facts_table", "frame_from_results",
            "latency_vs_score", "model_colours", "model_summary", "pareto_frontier",
            "per_megapixel", "published_claims", "score_groups", "select", "setting_labels",
-           "stage_breakdown", "steps_sweep", "student_vs_teacher"]
+           "stage_breakdown", "steps_sweep", "student_vs_teacher", "VIEW_COLUMNS"]

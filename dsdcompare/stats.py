@@ -30,7 +30,8 @@ Why the numbers are computed this way:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,9 @@ OBSERVATION_KEY = ("prompt", "seed", "steps")
 #: store treats requests that differ only in them as the same request).
 CONDITION_COLUMNS = ("source", "negative_prompt", "width", "height", "guidance", "scheduler",
                      "images_per_prompt", "dtype", "device_name", "score_checkpoint", "score_scale")
+#: Condition columns that describe the scorer, not the images: empty on a result without a score
+#: (a failure), which then takes its siblings' scorer (see :func:`observations`).
+SCORER_COLUMNS = ("score_checkpoint", "score_scale")
 #: Conditions a student must share with its teacher to be paired with it. The scheduler class
 #: (each repo's own) and the device name (one GPU type per process) may differ between the two.
 PAIRING_COLUMNS = ("source", "negative_prompt", "width", "height", "guidance", "images_per_prompt",
@@ -111,10 +115,13 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
     failure (see the module docstring).
 
     Keeps the store's row order; adds ``teacher`` (from the registry when the column is absent)
-    and ``images_per_prompt`` (1 when absent).
+    and ``images_per_prompt`` (1 when absent). A row without a scorer (a failure: nothing was
+    scored) takes the scorer of the model's scored rows under the same image conditions when
+    they have exactly one, so a failed rerun is the observation it repeats, not a condition of
+    its own.
     """
     _require(df, ("model", *OBSERVATION_KEY, "success", "clip_score", "median_s"))
-    out = df.copy()
+    out = _adopt_scorer(df.copy())
     if "teacher" not in out:
         out["teacher"] = out["model"].map(_registry_teacher)
     if "images_per_prompt" not in out:
@@ -124,6 +131,25 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
     ranked = out.assign(_ok=out["success"].astype(bool)).sort_values("_ok", kind="stable")
     latest = ranked.loc[~ranked[key].astype(str).duplicated(keep="last")]
     return out.loc[latest.index.sort_values()].reset_index(drop=True)
+
+
+def _adopt_scorer(out: pd.DataFrame) -> pd.DataFrame:
+    """Fill the scorer columns of unscored rows from their scored siblings (see observations)."""
+    cols = _present(out, SCORER_COLUMNS)
+    if not cols:
+        return out
+    unscored = out[cols].isna().all(axis=1)
+    if not unscored.any() or unscored.all():
+        return out
+    base = ["model", "steps", *(c for c in _present(out, CONDITION_COLUMNS) if c not in cols)]
+    key = out[base].astype(str).agg("\x1f".join, axis=1)
+    scorers = out.loc[~unscored, cols].assign(_key=key[~unscored]).drop_duplicates()
+    scorers = scorers[~scorers["_key"].duplicated(keep=False)].set_index("_key")  # one scorer only
+    for c in cols:
+        filled = key[unscored].map(scorers[c])
+        out[c] = out[c].astype(object)
+        out.loc[unscored, c] = filled.where(filled.notna(), None)
+    return out
 
 
 def paired_differences(df: pd.DataFrame) -> pd.DataFrame:
@@ -155,7 +181,8 @@ def summary(df: pd.DataFrame, *, confidence: float = 0.95, method: str = "BCa",
     The grouping columns come first: ``model``, ``steps``, then each column of
     :data:`CONDITION_COLUMNS` that varies within a model and step count. The others are
     :data:`SUMMARY_COLUMNS`. Rows are ordered by the model's first appearance in ``df`` (a
-    teacher runs before its students), then by steps. Bootstrap settings are passed to
+    teacher runs before its students, even when a rerun replaces its first result), then by
+    steps. Bootstrap settings are passed to
     :func:`bootstrap_ci`. An empty ``df`` gives an empty table with these columns.
     """
     if df.empty:
@@ -163,15 +190,15 @@ def summary(df: pd.DataFrame, *, confidence: float = 0.95, method: str = "BCa",
     ci = dict(confidence=confidence, method=method, n_resamples=n_resamples, seed=seed)
     obs = observations(df)
     by = ["model", "steps", *varying_conditions(obs)]
-    groups = pd.DataFrame([{**dict(zip(by, key)), **_group_stats(g, ci)}
+    groups = pd.DataFrame([{**dict(zip(by, key, strict=True)), **_group_stats(g, ci)}
                            for key, g in obs.groupby(by, sort=False, dropna=False)])
     pairs = paired_differences(df)
-    paired = pd.DataFrame([{**dict(zip(by, key)), **_pair_stats(g, ci)}
+    paired = pd.DataFrame([{**dict(zip(by, key, strict=True)), **_pair_stats(g, ci)}
                            for key, g in pairs.groupby(by, sort=False, dropna=False)],
                           columns=[*by, *_pair_stats(pairs.iloc[:0], ci)])
     table = groups.merge(paired, on=by, how="left")  # merge matches NaN keys, unlike a dict
     table["n_paired"] = table["n_paired"].fillna(0).astype(int)
-    order = {m: i for i, m in enumerate(dict.fromkeys(obs["model"]))}
+    order = {m: i for i, m in enumerate(dict.fromkeys(df["model"]))}
     table = table.sort_values(["steps"], kind="stable")
     table = table.sort_values("model", key=lambda s: s.map(order), kind="stable")
     return table[[*by, *SUMMARY_COLUMNS]].reset_index(drop=True)

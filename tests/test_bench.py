@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from dsdcompare import bench
-from dsdcompare.prompts import (DuplicatePromptWarning, Prompt, PromptFileError, list_suites,
-                                load_prompts)
+from dsdcompare.errors import InputError
+from dsdcompare.prompts import DuplicatePromptWarning, Prompt, PromptFileError, list_suites, load_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,14 +127,35 @@ def test_duplicates_are_dropped_with_a_warning_naming_the_lines(tmp_path):
 
 # --- work items -----------------------------------------------------------------------------------
 
-def test_parse_int_list():
-    assert bench.parse_int_list("0-3,7,2", name="seeds", lo=0, hi=99) == [0, 1, 2, 3, 7]
-    for text, message in [("3-1", r"seeds: range '3-1' runs backwards; write 1-3"),
-                          ("a", r"seeds: 'a' is not an integer or a range like 0-3"),
-                          ("-1", r"seeds must be from 0 to 99, got -1"),
-                          ("5,200", r"seeds must be from 0 to 99, got 200")]:
-        with pytest.raises(bench.BenchError, match=message):
-            bench.parse_int_list(text, name="seeds", lo=0, hi=99)
+def test_seed_and_step_lists_come_from_the_limits_table(tmp_path, capsys):
+    """--seeds/--steps expand with dsdcompare.limits.parse_int_list: checked, capped, at once."""
+    from dsdcompare.cli import main
+
+    store = str(tmp_path / "r.sqlite")
+    started = time.perf_counter()
+    for option, text, message in [
+            ("--seeds", "0-99999999999", r"seed: '0-99999999999' expands to more than 10000 values"),
+            ("--seeds", "3-1", r"seed: range '3-1' runs backwards; write 1-3"),
+            ("--seeds", "a", r"seed must be an integer, got 'a'"),
+            ("--steps", "10,501", r"steps must be an integer from 1 to 500, got 501")]:
+        assert main(["bench", "--prompts", "core", option, text, "--store", store]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and re.search(message, err), err
+    assert time.perf_counter() - started < 10  # no range is expanded before it is checked
+    assert not Path(store).exists()  # nothing was created
+
+
+def test_the_library_half_has_no_command_line():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(bench))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    modules = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "print" not in names and "argparse" not in modules
+    assert not any(m == "cli" or m.startswith(("cli.", "dsdcompare.cli")) for m in modules)
+    assert issubclass(bench.BenchError, InputError)
 
 
 def test_work_items_are_prompt_major_and_groups_keep_pairs_together():
@@ -184,15 +206,15 @@ def stored(store_path) -> list[tuple]:
     with Store(store_path, readonly=True) as store:
         df = store.results()
     ok = df[df["success"]]
-    return list(zip(ok.prompt, ok.seed.astype(int), ok.steps.astype(int), ok.model))
+    return list(zip(ok.prompt, ok.seed.astype(int), ok.steps.astype(int), ok.model, strict=True))
 
 
 @pytest.fixture(scope="module")
 def one_process_store(tmp_path_factory):
     """The small sweep run once, in this process (PartialState: one process)."""
-    from dsdcompare.cli import main
-
     import torch
+
+    from dsdcompare.cli import main
 
     path = tmp_path_factory.mktemp("bench-1proc") / "results.sqlite"
     threads = torch.get_num_threads()
@@ -301,3 +323,86 @@ def test_two_accelerate_processes_store_exactly_what_one_process_does(tmp_path, 
     two = stored(path)
     assert len(two) == len(set(two))  # none twice
     assert set(two) == set(stored(one_process_store))  # none lost
+
+
+# --- one summary behind the report and the charts -------------------------------------------------
+
+def _result(model: str, prompt: str, seed: int, median_s: float, score: float | None,
+            *, success: bool = True):
+    """A hand-made engine Result of a tiny stand-in (no model runs)."""
+    from dsdcompare.engine import Result
+    from dsdcompare.metrics import Score
+    from dsdcompare.registry import get_model
+    from dsdcompare.timing import StageTimes, Timing
+
+    spec = get_model(model)
+    timing = Timing(load_s=0.1, load_cached=False, first_call_s=2 * median_s, steady_s=[median_s],
+                    median_s=median_s, min_s=0.9 * median_s, max_s=1.1 * median_s,
+                    stages=StageTimes(text=0.1 * median_s, denoise=0.8 * median_s,
+                                      decode=0.1 * median_s, total=median_s),
+                    steps=2, its_per_s=2 / median_s, images_per_call=1, peak_memory_bytes=None,
+                    memory_kind="process RSS (sampled)", warmup=1, repeats=1)
+    clip = Score(value=score, per_image=[score], excluded=[None], backend="torchmetrics",
+                 checkpoint="tiny", scale="100 x cosine, clamped at 0", standin=True,
+                 prompt_tokens=3, max_prompt_tokens=75, truncated=False, scored_prompt=prompt)
+    return Result(model=model, model_name=spec.name, success=success,
+                  error=None if success else "boom", source="tiny", standin=True, toy=False,
+                  repo=spec.repo_id, revision=None, teacher=spec.teacher, prompt=prompt,
+                  negative_prompt="", seed=seed, steps=2, guidance=7.5, width=64, height=64,
+                  images_per_prompt=1, scheduler="PNDMScheduler", dtype="fp32", device="cpu",
+                  device_name="test cpu", variant=None, latents_sha="x",
+                  timing=timing if success else None, score=clip if success else None)
+
+
+def test_the_chart_table_and_bench_report_give_identical_numbers(tmp_path, capsys):
+    import pandas as pd
+
+    from dsdcompare import charts
+    from dsdcompare.cli import main
+    from dsdcompare.engine import Request
+    from dsdcompare.stats import SUMMARY_COLUMNS
+    from dsdcompare.store import Store
+
+    path = tmp_path / "results.sqlite"
+    prompts = ["a red circle", "a blue square", "a green star"]
+    with Store(path) as store:
+        def run(prompt, seed, results):
+            run_id = store.start_run(Request(prompt=prompt, seed=seed, steps=2), source="tiny")
+            for r in results:
+                store.add_result(run_id, r)
+            store.finish_run(run_id)
+
+        for i, prompt in enumerate(prompts):
+            for seed in (0, 1):
+                run(prompt, seed, [_result("sd-v1-4", prompt, seed, 1.0 + 0.1 * i + 0.01 * seed,
+                                           30.0 + i + seed),
+                                   _result("bk-sdm-small", prompt, seed, 0.6 + 0.05 * i,
+                                           28.0 + i - seed)])
+        # reruns: a teacher remeasured (the later result counts), a student rerun that failed
+        # (its earlier success counts), and an exact repeat of a student
+        run(prompts[0], 0, [_result("sd-v1-4", prompts[0], 0, 5.0, 99.0)])
+        run(prompts[1], 1, [_result("bk-sdm-small", prompts[1], 1, 1.0, None, success=False)])
+        run(prompts[2], 0, [_result("bk-sdm-small", prompts[2], 0, 0.7, 30.0)])
+        df = store.results()
+    assert len(df) == 15
+
+    # bench --report, its CSV
+    csv = tmp_path / "report.csv"
+    assert main(["bench", "--report", "--models", "sd-v1-4,bk-sdm-small", "--steps", "2",
+                 "--store", str(path), "--report-csv", str(csv)]) == 0
+    assert "bk-sdm-small" in capsys.readouterr().out
+    report = pd.read_csv(csv)
+    # the Speed-vs-quality page's table: successful rows, the chart columns (ui.resources.figures)
+    shown = df[df["success"]]
+    chart = charts.model_summary(shown[[c for c in shown.columns
+                                        if c in charts.COLUMNS and c != "image_paths"]])
+    assert list(chart["model"]) == list(report["model"]) == ["sd-v1-4", "bk-sdm-small"]
+    numbers = ["steps", *(c for c in SUMMARY_COLUMNS if c != "teacher")]
+    pd.testing.assert_frame_equal(chart[numbers].astype(float), report[numbers].astype(float),
+                                  check_exact=False, rtol=1e-12)
+    # reruns count once, and the latest successful result is the one counted
+    assert list(report["n"]) == [6, 6] and list(report["n_failed"]) == [0, 0]
+    assert list(chart["latency"]) == list(chart["latency_median_s"])
+    assert list(chart["score"]) == list(chart["clip_mean"])
+    teacher_first = (99.0 + 31.0) / 2  # prompt 0: seed 0 remeasured at 99, seed 1 scored 31
+    assert chart.loc[0, "clip_mean"] == pytest.approx((teacher_first + 31.5 + 32.5) / 3)

@@ -67,6 +67,33 @@ def test_failed_results_are_left_out_of_the_summary():
     assert charts.model_summary(df)["model"].tolist() == ["ok"]
 
 
+def test_model_summary_is_stats_summary_with_reruns_counted_once():
+    from dsdcompare import stats
+
+    # the second row reruns the first (same prompt and seed): the later result counts
+    df = rows(("m", None, 1.0, 20.0), ("m", None, 3.0, 30.0), ("m", None, 2.0, 22.0, {"seed": 1}))
+    s = charts.model_summary(df).iloc[0]
+    assert (s["n"], s["latency"], s["score"]) == (2, 2.5, pytest.approx(26.0))
+    table = stats.summary(df)
+    assert s["latency_median_s"] == table.loc[0, "latency_median_s"]
+    assert s["clip_mean"] == table.loc[0, "clip_mean"]
+
+
+def test_several_step_counts_are_several_points_never_pooled():
+    df = rows(("t", None, 2.0, 20.0, {"steps": 2}), ("t", None, 4.0, 24.0, {"steps": 4}),
+              ("s", "t", 1.0, 19.0, {"steps": 2}), ("s", "t", 2.0, 23.0, {"steps": 4}))
+    summary = charts.model_summary(df)
+    assert list(summary["label"]) == ["T · 2 steps", "T · 4 steps", "S · 2 steps", "S · 4 steps"]
+    assert list(summary["series"]) == ["T", "T", "S", "S"]
+    points = [t.name for t in charts.latency_vs_score(df).data if t.name != "Pareto frontier"]
+    assert points == list(summary["label"])
+    ratio = charts.student_vs_teacher(df)
+    measured = [(t.x[0], round(t.y[0], 4)) for t in ratio.data if t.name and "measured" in t.name]
+    assert measured == [(0.5, round(19 / 20, 4)), (0.5, round(23 / 24, 4))]  # same steps only
+    sweep = charts.steps_sweep(df)
+    assert [t.name for t in sweep.data] == ["T", "T", "S", "S"]
+
+
 def test_per_megapixel_divides_latency_by_area():
     df = rows(("small", None, 1.0, 20.0), ("big", None, 4.0, 20.0, {"width": 1024, "height": 1024}))
     mp = charts.per_megapixel(df)
@@ -144,6 +171,26 @@ def test_published_claims_parse_only_what_they_understand():
     assert (claim.latency_ratio, claim.score_ratio) == (0.75, None)
 
 
+def test_published_figures_live_in_one_place_parsed_once():
+    from dsdcompare import published
+
+    for key, facts in published.FACTS.items():
+        assert get_model(key).facts == facts and all(f.source for f in facts)
+    unet = {k: next(f for f in get_model(k).facts if f.name == "UNet parameters")
+            for k in ("sd-v1-4", "bk-sdm-small", "sdxl-base", "ssd-1b")}
+    assert [(f.number, f.unit) for f in unet.values()] == [
+        (859.5e6, "count"), (482.3e6, "count"), (2567.5e6, "count"), (1.3e9, "count")]
+    assert Fact("claim", "50% smaller", "card").number is None
+    # the profiler's published ratios read the same parsed numbers and claims
+    ratio, claim, source = published.published_ratio(get_model("bk-sdm-small"),
+                                                     get_model("sd-v1-4"), "generation_params")
+    assert ratio == pytest.approx(0.66 / 1.04) and "36% reduced" in claim
+    assert "nota-ai/bk-sdm-small model card" in source
+    ratio, claim, _ = published.published_ratio(get_model("ssd-1b"), get_model("sdxl-base"),
+                                                "image_s")
+    assert ratio == pytest.approx(2.09 / 3.23) and "60% speedup" in claim
+
+
 def test_student_vs_teacher_puts_measurements_and_claims_on_shared_ratio_axes():
     claims = [charts.Claim("student-a", "teacher-a", 0.64, 0.9, "card: both", "card"),
               charts.Claim("student-b", "teacher-b", 0.62, None, "card: speed only", "card")]
@@ -171,21 +218,35 @@ def test_select_keeps_one_setting_scorer_and_step_count():
 
 
 def test_frame_from_results_has_the_store_columns():
-    timing = SimpleNamespace(load_s=1.0, first_call_s=2.0, median_s=0.5, min_s=0.4, max_s=0.6,
-                             its_per_s=8.0, peak_memory_bytes=2**30,
-                             stages=SimpleNamespace(text=0.1, denoise=0.3, decode=0.05,
-                                                    safety=0.0, other=0.05))
-    score = SimpleNamespace(value=21.5, backend="torchmetrics", checkpoint="tiny",
-                            scale="100 x cosine, clamped at 0", standin=True)
-    ok = SimpleNamespace(model="m", model_name="M", success=True, error=None, source="tiny",
-                         standin=True, toy=False, teacher=None, prompt="p", negative_prompt="",
-                         seed=1, steps=2, guidance=7.5, width=64, height=64, dtype="fp32",
-                         device="cpu", device_name="cpu", scheduler="PNDMScheduler",
-                         timing=timing, score=score, fidelity=None, flags=["image 0: all black"])
-    bad = SimpleNamespace(**{**vars(ok), "model": "x", "success": False, "error": "boom",
-                             "timing": None, "score": None, "flags": []})
+    from dsdcompare.engine import Result
+    from dsdcompare.metrics import Score
+    from dsdcompare.timing import StageTimes, Timing
+
+    timing = Timing(load_s=1.0, load_cached=False, first_call_s=2.0, steady_s=[0.5], median_s=0.5,
+                    min_s=0.4, max_s=0.6, its_per_s=8.0, peak_memory_bytes=2**30,
+                    stages=StageTimes(text=0.1, denoise=0.3, decode=0.05, safety=0.0, other=0.05,
+                                      total=0.5),
+                    steps=2, images_per_call=1, memory_kind="process RSS (sampled)", warmup=1,
+                    repeats=1)
+    score = Score(value=21.5, per_image=[21.5], excluded=[None], backend="torchmetrics",
+                  checkpoint="tiny", scale="100 x cosine, clamped at 0", standin=True,
+                  prompt_tokens=1, max_prompt_tokens=75, truncated=False, scored_prompt="p")
+    ok = Result(model="m", model_name="M", success=True, error=None, source="tiny",
+                standin=True, toy=False, repo=None, revision=None, teacher=None, prompt="p",
+                negative_prompt="", seed=1, steps=2, guidance=7.5, width=64, height=64,
+                images_per_prompt=1, scheduler="PNDMScheduler", dtype="fp32", device="cpu",
+                device_name="cpu", variant=None, latents_sha=None, timing=timing, score=score,
+                flags=["image 0: all black"])
+    bad = Result(**{**vars(ok), "model": "x", "success": False, "error": "boom",
+                    "timing": None, "score": None, "flags": []})
     df = charts.frame_from_results([ok, bad])
     assert list(df.columns) == list(charts.COLUMNS)
     assert df.loc[0, "median_s"] == 0.5 and df.loc[0, "clip_score"] == 21.5
     assert df.loc[0, "flags"] == "image 0: all black"
     assert df.loc[1, "error"] == "boom" and pd.isna(df.loc[1, "median_s"])
+
+
+def test_chart_columns_are_the_stores():
+    from dsdcompare.store import RESULT_COLUMNS
+
+    assert set(charts.COLUMNS) <= set(RESULT_COLUMNS)

@@ -11,7 +11,6 @@ from scipy import stats as sps
 
 from dsdcompare import stats
 
-
 # --- bootstrap_ci ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["BCa", "percentile", "basic"])
@@ -88,14 +87,14 @@ def test_paired_differences_need_equal_conditions_and_success():
     df.loc[(df.model == "sd-v1-4") & (df.prompt == "prompt 0"), "guidance"] = 9.0
     df.loc[(df.model == "sd-v1-4") & (df.prompt == "prompt 1") & (df.seed == 0), "success"] = False
     pairs = stats.paired_differences(df)
-    assert set(zip(pairs.prompt, pairs.seed)) == {("prompt 1", 1)}
+    assert set(zip(pairs.prompt, pairs.seed, strict=True)) == {("prompt 1", 1)}
 
 
 def test_summary_columns_and_values():
     df = results_table()
     table = stats.summary(df, n_resamples=2000)
     assert list(table.columns) == ["model", "steps", *stats.SUMMARY_COLUMNS]
-    assert list(zip(table.model, table.steps)) == [("sd-v1-4", 10), ("sd-v1-4", 20),
+    assert list(zip(table.model, table.steps, strict=True)) == [("sd-v1-4", 10), ("sd-v1-4", 20),
                                                    ("bk-sdm-small", 10), ("bk-sdm-small", 20)]
     student = table[(table.model == "bk-sdm-small") & (table.steps == 10)].iloc[0]
     assert student.teacher == "sd-v1-4"
@@ -151,3 +150,16 @@ def test_summary_of_nothing_and_missing_columns():
 def test_teacher_comes_from_the_registry_when_the_table_has_no_teacher_column():
     pairs = stats.paired_differences(results_table(n_prompts=2).drop(columns="teacher"))
     assert set(pairs["teacher"]) == {"sd-v1-4"}
+
+
+def test_a_failure_without_a_scorer_is_the_observation_it_repeats():
+    # a failed result is stored without a score: no checkpoint, no scale
+    df = results_table(n_prompts=3, steps=(10,))
+    rerun = df[df.model == "bk-sdm-small"].iloc[:1].assign(
+        success=False, clip_score=np.nan, median_s=np.nan, score_checkpoint=None, score_scale=None)
+    never = rerun.assign(prompt="prompt 9")  # failed, and never scored
+    table = stats.summary(pd.concat([df, rerun, never], ignore_index=True), n_resamples=500)
+    assert "score_checkpoint" not in table.columns  # no condition of its own: one row a model
+    student = table.set_index("model").loc["bk-sdm-small"]
+    assert (student.n, student.n_failed) == (6, 1)
+    assert list(table.model) == ["sd-v1-4", "bk-sdm-small"]

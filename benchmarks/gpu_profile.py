@@ -19,18 +19,25 @@ Tested on a CPU with tiny stand-ins::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dsdcompare.profiling import (COMPILE_MODES, ModelProfile, SpeedOptions,  # noqa: E402
-                                  format_markdown, profile_model, ratio_table, ratios)
-from dsdcompare.registry import resolve_models  # noqa: E402
+from dsdcompare.cli.common import int_arg, size_arg
+from dsdcompare.limits import REPEATS, STEPS, WARMUP
+from dsdcompare.loading import DTYPES, release_memory
+from dsdcompare.profiling import (
+    ModelProfile,
+    ProfileSpec,
+    format_markdown,
+    profile_model,
+    ratio_table,
+    ratios,
+)
+from dsdcompare.registry import resolve_models
+from dsdcompare.speed import COMPILE_MODES, SpeedOptions
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,15 +46,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--models", default="all",
         help="registry keys, comma-separated (default: the four seed models)")
     add("--device", default="cuda", help="device (default: cuda)")
-    add("--dtype", default="fp16", choices=["fp16", "bf16", "fp32", "auto"],
+    add("--dtype", default="fp16", choices=list(DTYPES),
         help="precision (default: fp16)")
     add("--source", default="arch",
         help="weight source (default: arch, full size, random weights)")
-    add("--size", type=int, default=None,
-        help="image side for every model (default: each model's native size)")
-    add("--steps", type=int, default=30, help="steps of the per-image estimate (default: 30)")
-    add("--warmup", type=int, default=2, help="untimed calls per component (default: 2)")
-    add("--repeats", type=int, default=5, help="timed calls per component (default: 5)")
+    add("--size", type=size_arg, default=None,
+        help="image side for every model, or 'native' (default: each model's native size)")
+    add("--steps", type=int_arg(STEPS), default=30,
+        help="steps of the per-image estimate (default: 30)")
+    add("--warmup", type=int_arg(WARMUP), default=2,
+        help="untimed calls per component, at least 1 (default: 2)")
+    add("--repeats", type=int_arg(REPEATS), default=5,
+        help="timed calls per component (default: 5)")
     add("--compile-mode", default="default", choices=list(COMPILE_MODES),
         help="torch.compile mode (default: default; max-autotune compiles for many minutes)")
     add("--no-compile", action="store_true", help="skip the compiled pass")
@@ -78,8 +88,8 @@ def combined_rows(eager: list[ModelProfile], compiled: list[ModelProfile]) -> li
             "compile (s)": round(c.compile_s, 1) if c and c.compile_s is not None else None,
             "text ms": _ms(p.seconds("text")), "VAE ms": _ms(p.seconds("vae")),
             "safety ms": _ms(p.seconds("safety")),
-            f"est. s/image": round(est, 3) if est else None,
-            f"est. s/image compiled": round(est_c, 3) if est_c else None,
+            "est. s/image": round(est, 3) if est else None,
+            "est. s/image compiled": round(est_c, 3) if est_c else None,
             "peak mem (GB)": round(p.peak_memory_bytes / 1e9, 2) if p.peak_memory_bytes else None,
             "peak mem compiled (GB)": round(c.peak_memory_bytes / 1e9, 2)
             if c and c.peak_memory_bytes else None,
@@ -121,14 +131,6 @@ def render(eager: list[ModelProfile], compiled: list[ModelProfile],
     return "\n".join(parts)
 
 
-def _release() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
@@ -136,14 +138,14 @@ def main(argv=None) -> int:
     def say(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    common = dict(size=args.size, steps=args.steps, device=args.device, dtype=args.dtype,
-                  source=args.source, warmup=args.warmup, repeats=args.repeats, progress=say)
+    common = ProfileSpec(size=args.size, steps=args.steps, device=args.device, dtype=args.dtype,
+                         source=args.source, warmup=args.warmup, repeats=args.repeats)
     eager, compiled, skipped = [], [], {}
     pass_seconds: list[float] = []  # wall time of each compiled pass so far
-    for spec in resolve_models(args.models):
+    for model in resolve_models(args.models):
         # 1. eager (SDPA, no compile): every component
-        eager.append(profile_model(spec, options=SpeedOptions(), **common))
-        _release()
+        eager.append(profile_model(model, replace(common, options=SpeedOptions()), progress=say))
+        release_memory()
         # 2. compiled UNet only (the other components are not compiled)
         if args.no_compile:
             continue
@@ -151,22 +153,23 @@ def main(argv=None) -> int:
         # until one has run, guess 120 s (a full-size UNet, default mode, 16 cores compiling)
         longest_compiled_pass = max(pass_seconds, default=120.0)
         if elapsed + longest_compiled_pass > args.budget_s:
-            skipped[spec.key] = (f"time budget: {elapsed:.0f} s spent, a compiled pass takes up "
+            skipped[model.key] = (f"time budget: {elapsed:.0f} s spent, a compiled pass takes up "
                                  f"to {longest_compiled_pass:.0f} s, budget {args.budget_s:.0f} s")
-            say(f"{spec.key}: compiled pass skipped ({skipped[spec.key]})")
+            say(f"{model.key}: compiled pass skipped ({skipped[model.key]})")
             continue
         import torch
 
         opts = SpeedOptions(compile_unet=True, compile_mode=args.compile_mode)
         pass_start = time.perf_counter()
         try:
-            compiled.append(profile_model(spec, options=opts, stages=("unet",), **common))
+            compiled.append(profile_model(model, replace(common, options=opts, stages=("unet",)),
+                                          progress=say))
         except Exception as err:  # a compile failure costs this row's compiled numbers only
-            skipped[spec.key] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-            say(f"{spec.key}: compiled pass failed: {skipped[spec.key]}")
+            skipped[model.key] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            say(f"{model.key}: compiled pass failed: {skipped[model.key]}")
         pass_seconds.append(time.perf_counter() - pass_start)
         torch._dynamo.reset()
-        _release()
+        release_memory()
     print(render(eager, compiled, skipped))
     print(f"\n(total wall time {time.perf_counter() - started:.0f} s)")
     if args.json:

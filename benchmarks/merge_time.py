@@ -12,14 +12,11 @@ PNGs per result (the fake-but-real Results of ``tests/store_writer.py``: real ``
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout, installed or not
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", type=int, default=4, help="results per run")
     args = p.parse_args(argv)
 
-    from store_writer import fake_request, fake_result
+    import importlib.util
+
+    # the test suite's writer helpers build the fake requests and results (one definition)
+    spec = importlib.util.spec_from_file_location("store_writer", ROOT / "tests" / "store_writer.py")
+    store_writer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(store_writer)
+    fake_request, fake_result = store_writer.fake_request, store_writer.fake_result
 
     from dsdcompare.store import Store
 

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 
 def main() -> None:
@@ -74,7 +70,7 @@ def main() -> None:
     mb, me, mw = (statistics.median(x) for x in (b, e, w))
     print(f"model {spec.key} ({args.source}), {args.size}px, {args.steps} steps, "
           f"{args.threads} threads, {args.rounds} interleaved rounds")
-    print(f"| path | median s/call | overhead vs bare |\n|---|---|---|")
+    print("| path | median s/call | overhead vs bare |\n|---|---|---|")
     print(f"| bare diffusers call | {mb:.4f} | — |")
     print(f"| engine timed call (reported latency) | {me:.4f} | {100 * (me / mb - 1):+.2f}% |")
     print(f"| engine compare() wall | {mw:.4f} | {100 * (mw / mb - 1):+.2f}% |")

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 
 
 def time_scoring(scorer, images, prompt: str, repeats: int) -> float:

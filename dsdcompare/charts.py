@@ -31,7 +31,7 @@ from . import published
 from .errors import DsdCompareError
 
 #: Stage columns of the results table, in drawing order, with their labels.
-STAGES = {"text_s": "text encoding", "denoise_s": "denoising loop", "decode_s": "VAE decode",
+STAGE_COLUMNS = {"text_s": "text encoding", "denoise_s": "denoising loop", "decode_s": "VAE decode",
           "safety_s": "safety checker", "other_s": "other (latents, post-processing)"}
 #: Columns the charts read and :func:`frame_from_results` fills: a subset of the store's results
 #: table (``dsdcompare.store.RESULT_COLUMNS``), built by the store's own row builder.
@@ -39,11 +39,11 @@ COLUMNS = ("run_id", "result_id", "created_at", "model", "model_name", "success"
            "source", "standin", "toy", "teacher", "prompt", "negative_prompt", "seed", "steps",
            "guidance", "width", "height", "images_per_prompt", "dtype", "device", "device_name",
            "scheduler", "load_s",
-           "first_call_s", "median_s", "min_s", "max_s", *STAGES, "its_per_s",
+           "first_call_s", "median_s", "min_s", "max_s", *STAGE_COLUMNS, "its_per_s",
            "peak_memory_bytes", "clip_score", "score_backend", "score_checkpoint", "score_scale",
            "score_standin", "psnr", "ssim", "flags", "image_paths")
 #: Latency columns that the per-megapixel view divides by the image area.
-LATENCY_COLUMNS = ("load_s", "first_call_s", "median_s", "min_s", "max_s", *STAGES)
+LATENCY_COLUMNS = ("load_s", "first_call_s", "median_s", "min_s", "max_s", *STAGE_COLUMNS)
 
 #: (teacher, student) colour pairs: a pair shares a hue, the teacher is the darker shade.
 _PAIR_COLOURS = [("#1f4e79", "#5b9bd5"), ("#9c4a00", "#f0a04b"), ("#1b6b3a", "#6cc08b"),
@@ -144,7 +144,7 @@ VIEW_COLUMNS = {
     "prompts": "distinct prompts among the observations",
     "seeds": "distinct seeds among the observations",
     **{col: f"median {label} time over observations (0 when not recorded)"
-       for col, label in STAGES.items()},
+       for col, label in STAGE_COLUMNS.items()},
 }
 
 
@@ -194,7 +194,7 @@ def _spread(g: pd.DataFrame) -> dict:
            "score_sd": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
            "standin": bool(g["standin"].astype(bool).any()), "toy": bool(g["toy"].astype(bool).any()),
            "prompts": g["prompt"].nunique(), "seeds": g["seed"].nunique()}
-    for col in STAGES:
+    for col in STAGE_COLUMNS:
         vals = pd.to_numeric(g[col], errors="coerce").dropna() if col in g else pd.Series([], dtype=float)
         row[col] = float(vals.median()) if len(vals) else 0.0
     return row
@@ -388,14 +388,14 @@ def stage_breakdown(df: pd.DataFrame, *, per_mp: bool = False):
     summary = model_summary(df, per_mp=per_mp)
     unit = "s per megapixel" if per_mp else "s per call"
     fig = go.Figure()
-    for col, label in STAGES.items():
+    for col, label in STAGE_COLUMNS.items():
         if col == "safety_s" and not (summary[col] > 0).any():
             continue  # no model ran a safety checker: leave it out of the legend
         fig.add_trace(go.Bar(
             x=summary["label"], y=summary[col], name=label,
             marker_color=_STAGE_COLOURS[col],
             hovertemplate=f"%{{x}}<br>{label}: %{{y:.3f}} {unit}<extra></extra>"))
-    totals = summary[list(STAGES)].sum(axis=1)
+    totals = summary[list(STAGE_COLUMNS)].sum(axis=1)
     fig.add_trace(go.Scatter(x=summary["label"], y=totals, mode="text",
                              text=[f"{t:.2f}" for t in totals], textposition="top center",
                              showlegend=False, hoverinfo="skip"))
@@ -551,7 +551,7 @@ def _none_if_nan(value):
         return value
 
 
-__all__ = ["COLUMNS", "STAGES", "ChartError", "Claim", "facts_table", "frame_from_results",
+__all__ = ["COLUMNS", "STAGE_COLUMNS", "ChartError", "Claim", "facts_table", "frame_from_results",
            "latency_vs_score", "model_colours", "model_summary", "pareto_frontier",
            "per_megapixel", "published_claims", "score_groups", "select", "setting_labels",
            "stage_breakdown", "steps_sweep", "student_vs_teacher", "VIEW_COLUMNS"]

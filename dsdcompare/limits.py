@@ -74,6 +74,7 @@ IMAGES = Limit("images_per_prompt", 1, 8)
 REPEATS = Limit("repeats", 1, 100)
 WARMUP = Limit("warmup", 0, 10)
 THREADS = Limit("threads", 1, 256)
+ROUNDS = Limit("rounds", 1, 20)  # interleaved profiling rounds
 #: Characters in a prompt or negative prompt (CLIP reads 77 tokens; more is surely a mistake).
 MAX_PROMPT_CHARS = 2000
 #: Items an expanded list (``--seeds 0-99``, ``--steps 10,20``) may hold.
@@ -81,7 +82,7 @@ MAX_LIST_ITEMS = 10_000
 
 #: Every numeric limit by the name Request fields use.
 LIMITS: dict[str, Limit] = {lim.name: lim for lim in (
-    SEED, STEPS, GUIDANCE, SIZE, NATIVE_SIZE, IMAGES, REPEATS, WARMUP, THREADS)}
+    SEED, STEPS, GUIDANCE, SIZE, NATIVE_SIZE, IMAGES, REPEATS, WARMUP, THREADS, ROUNDS)}
 
 
 def check_prompt(text, name: str = "prompt", *, required: bool = True) -> str:

@@ -30,12 +30,14 @@ import functools
 import os
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .errors import DsdCompareError
 
 #: Checkpoint name of the offline stand-in scorer (a tiny random CLIP built locally).
 SCORER_STANDIN = "tiny"
@@ -49,6 +51,12 @@ BACKEND_OPEN_CLIP = "open_clip"
 
 SCALE_CLIPSCORE = "100 x cosine, clamped at 0"
 SCALE_RAW_COSINE = "raw cosine"
+# Scales of the other quality metrics (dsdcompare.scorers); each names its metric, so a stored
+# score says which metric it is even without its checkpoint.
+SCALE_HPS = "HPS v2.1 cosine"  # cosine of HPS v2.1's image and text embeddings (not x100)
+SCALE_PICKSCORE = "PickScore: logit scale x cosine"  # the model's exp(logit_scale) times cosine
+SCALE_IMAGEREWARD = "ImageReward: standardised reward"  # (reward - 0.1672) / 1.0333, upstream's
+SCALE_LPIPS = "LPIPS distance to the teacher"  # 0 for identical images; lower is closer
 
 #: Hub names torchmetrics 1.9.0 lists for ``CLIPScore``, with the config overrides it applies.
 #: ``jinaai/jina-clip-v2`` is left out on purpose: it needs ``trust_remote_code=True`` (code from the
@@ -91,19 +99,19 @@ class ScaleInfo:
 SCALES: dict[str, ScaleInfo] = {
     SCALE_CLIPSCORE: ScaleInfo(SCALE_CLIPSCORE, True, 0.0, 100.0),
     SCALE_RAW_COSINE: ScaleInfo(SCALE_RAW_COSINE, True, -1.0, 1.0),
+    SCALE_HPS: ScaleInfo(SCALE_HPS, True, -1.0, 1.0),
+    SCALE_PICKSCORE: ScaleInfo(SCALE_PICKSCORE, True, -100.0, 100.0),  # CLIP caps exp(logit_scale) at 100
+    SCALE_IMAGEREWARD: ScaleInfo(SCALE_IMAGEREWARD, True, float("-inf"), float("inf")),
+    SCALE_LPIPS: ScaleInfo(SCALE_LPIPS, False, 0.0, float("inf")),
 }
 #: True for every CLIP score scale here (see :data:`SCALES`).
 HIGHER_IS_BETTER = True
-#: Fidelity of a student image to its teacher's: both higher is better (PSNR in dB, up to inf;
-#: SSIM up to 1).
-FIDELITY_HIGHER_IS_BETTER = {"psnr": True, "ssim": True}
-
 
 class LongPromptWarning(UserWarning):
     """The prompt has more tokens than the scorer's text encoder reads; only a prefix was scored."""
 
 
-class ScorerUnavailable(RuntimeError):
+class ScorerUnavailable(DsdCompareError, RuntimeError):
     """A CLIP scorer could not be loaded (not cached offline, missing directory, missing package)."""
 
 
@@ -129,6 +137,12 @@ class Score:
     def higher_is_better(self) -> bool:
         """Whether a larger value means a better prompt match (always, for CLIP scores)."""
         return SCALES[self.scale].higher_is_better
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Score:
+        """A Score from its ``asdict`` form (e.g. a stored record); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import statistics
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 STAGES = ("text", "denoise", "decode", "safety", "other")
 
@@ -28,6 +28,12 @@ class StageTimes:
     safety: float = 0.0  # safety checker (SD 1.x repos that ship one)
     other: float = 0.0  # latent preparation, post-processing: total minus the rest
     total: float = 0.0  # wall time of the whole call
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StageTimes:
+        """StageTimes from its ``asdict`` form (e.g. a stored record); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -49,6 +55,15 @@ class Timing:
     memory_kind: str  # "cuda max allocated" | "process RSS (sampled)"
     warmup: int  # warm-up calls excluded from steady state
     repeats: int  # steady-state calls
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Timing:
+        """A Timing from its ``asdict`` form (e.g. a stored record), stages included; unknown
+        keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["stages"] = StageTimes.from_dict(values.get("stages") or {})
+        return cls(**values)
 
 
 def synchronize(device: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .archs import Architecture, get_architecture, miniature
+from .errors import DsdCompareError, InputError
 from .paths import cache_dir
 from .registry import ModelSpec
 
@@ -32,11 +33,11 @@ SOURCES = ("hub", "local", "tiny", "arch")
 #: Sources whose weights are random: their images are noise and every view must say so.
 STANDIN_SOURCES = ("tiny", "arch")
 #: Bump when the miniatures change, so old cached builds are not reused.
-TINY_VERSION = 1
+TINY_VERSION = 2  # 2: fp16 variant files per folder, where the real repo has them
 TINY_SEED = 0
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(DsdCompareError, RuntimeError):
     """A model's weights cannot be had from the chosen source. Callers catch it per model."""
 
 
@@ -55,7 +56,7 @@ class Location:
 def check_source(source: str) -> str:
     """Return ``source`` or raise naming the valid sources."""
     if source not in SOURCES:
-        raise ValueError(f"Unknown weight source {source!r}: choose one of {list(SOURCES)}")
+        raise InputError(f"Unknown weight source {source!r}: choose one of {list(SOURCES)}")
     return source
 
 
@@ -72,7 +73,8 @@ def locate(spec: ModelSpec, source: str, *, local_dir: str | os.PathLike | None 
                 f"{spec.key}: no hub repo is registered for it; use --source local with its "
                 f"directory" + (f" ({spec.local_dir})" if spec.local_dir else "")
             )
-        return Location(spec.key, "hub", spec.repo_id, spec.revision, spec.fp16_variant, False)
+        return Location(spec.key, "hub", spec.repo_id, spec.revision, bool(spec.fp16_variant),
+                        False)
     if source == "local":
         path = Path(local_dir or spec.local_dir or "")
         if not (local_dir or spec.local_dir) or not (path / "model_index.json").is_file():
@@ -83,8 +85,22 @@ def locate(spec: ModelSpec, source: str, *, local_dir: str | os.PathLike | None 
     _require_arch(spec, source)
     if source == "tiny":
         path = build_tiny(spec)
-        return Location(spec.key, "tiny", str(path), None, spec.fp16_variant, True)
+        return Location(spec.key, "tiny", str(path), None, bool(spec.fp16_variant), True)
     return Location(spec.key, "arch", "", None, False, True)
+
+
+def can_load(spec: ModelSpec, source: str) -> bool:
+    """Whether ``source`` has a place for ``spec``'s weights, the first thing :func:`locate` needs:
+    ``hub`` a registered repo, ``local`` a registered directory, ``tiny``/``arch`` a known
+    architecture. Cheap: nothing is built, downloaded or looked for on disk, so a model whose
+    directory is still empty is offered, and :func:`locate` says what is missing when it runs.
+    """
+    check_source(source)
+    if source == "hub":
+        return bool(spec.repo_id)
+    if source == "local":
+        return bool(spec.local_dir)
+    return bool(spec.arch)
 
 
 def _require_arch(spec: ModelSpec, source: str) -> Architecture:
@@ -126,8 +142,13 @@ def build_components(arch: Architecture, *, seed: int = TINY_SEED, tokenizer_dir
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
-    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPTextConfig, CLIPTextModel,
-                              CLIPTextModelWithProjection)
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+    )
 
     from .tokenizers import build_clip_tokenizer
 
@@ -194,11 +215,13 @@ def build_tiny(spec: ModelSpec) -> Path:
         comps = build_components(miniature(arch), tokenizer_dir=tmp / ".tok")
         pipe = pipeline_class(arch.pipeline)(**comps)
         pipe.save_pretrained(tmp, safe_serialization=True)
-        if spec.fp16_variant:
-            for comp in pipe.components.values():
-                if isinstance(comp, torch.nn.Module):  # plain cast: diffusers' .to() warns here
-                    torch.nn.Module.to(comp, torch.float16)
-            pipe.save_pretrained(tmp, safe_serialization=True, variant="fp16")
+        # fp16 files only in the folders where the real repo has them (e.g. BK-SDM-small's unet/
+        # and vae/), so loading with variant="fp16" exercises diffusers' per-folder fallback
+        for name in spec.fp16_variant:
+            comp = pipe.components.get(name)
+            if isinstance(comp, torch.nn.Module):  # plain cast: diffusers' .to() warns here
+                torch.nn.Module.to(comp, torch.float16)
+                comp.save_pretrained(tmp / name, safe_serialization=True, variant="fp16")
         shutil.rmtree(tmp / ".tok", ignore_errors=True)
         (tmp / "STANDIN.json").write_text(json.dumps({
             "what": "dsdcompare tiny stand-in: same architecture as the real model, shrunk, "

@@ -11,10 +11,23 @@ import pytest
 import torch
 
 from dsdcompare import profiling
-from dsdcompare.profiling import (ComponentTiming, ModelProfile, ProfileError, SpeedOptions,
-                                  count_flops, count_params, profile_model, profile_models,
-                                  profile_table, ratio_table, ratios, summary_table)
+from dsdcompare.cli import profile as profile_cli
+from dsdcompare.profiling import (
+    ComponentTiming,
+    ModelProfile,
+    ProfileError,
+    ProfileSpec,
+    count_flops,
+    count_params,
+    profile_model,
+    profile_models,
+    profile_table,
+    ratio_table,
+    ratios,
+    summary_table,
+)
 from dsdcompare.registry import RegistryError, get_model
+from dsdcompare.speed import SpeedOptionError, SpeedOptions, uncompiled
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +44,8 @@ def test_unet_params_match_published_values(key, published_m, tolerance):
 
 
 def test_ssd1b_unet_is_1_33_b_within_one_percent():
-    # reconstructed config (FACTS.md): the card's "1.3B UNet", 1331.33 M by count
+    # reconstructed config (dsdcompare/archs.py says from what): the card's "1.3B UNet",
+    # 1331.33 M by count, 5.33 GB of fp32 weights on the hub (dsdcompare/published.py)
     n = count_params("ssd-1b")["unet"]
     assert abs(n / 1.33e9 - 1) < 0.01
 
@@ -78,8 +92,9 @@ def tiny_pair():
     torch.set_num_threads(1)
     try:
         options = SpeedOptions(channels_last=True, vae_slicing=True)
-        return profile_models(["sd-v1-4", "bk-sdm-small"], source="tiny", size=64, steps=10,
-                              device="cpu", repeats=1, options=options, rounds=2)
+        return profile_models(["sd-v1-4", "bk-sdm-small"],
+                              ProfileSpec(source="tiny", size=64, steps=10, device="cpu",
+                                          repeats=1, options=options, rounds=2))
     finally:
         torch.set_num_threads(threads)
 
@@ -139,7 +154,7 @@ def test_tables_for_cli_and_dashboard(tiny_pair):
 
 def test_low_memory_mode_needs_the_arch_source():
     with pytest.raises(ProfileError, match="needs source 'arch', got 'tiny'"):
-        profile_model("sd-v1-4", source="tiny", size=64, low_memory=True)
+        profile_model("sd-v1-4", ProfileSpec(source="tiny", size=64, low_memory=True))
 
 
 # --- ratios on synthetic profiles (no model run) ------------------------------------------------
@@ -201,6 +216,7 @@ def test_speed_options_are_applied_and_reversible(tiny_pipe):
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     pipe = tiny_pipe
+    unet = pipe.unet
     opts = SpeedOptions(sdpa=False, channels_last=True, compile_unet=True, vae_slicing=True,
                         vae_tiling=True)
     assert opts.apply(pipe) == opts.to_dict()
@@ -210,14 +226,15 @@ def test_speed_options_are_applied_and_reversible(tiny_pipe):
     assert pipe.safety_checker.vision_model.config._attn_implementation == "eager"
     assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert pipe.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    assert pipe.unet._compiled_call_impl is not None  # compiled lazily, never called here
+    # compiled lazily (never called here): a wrapper on the pipeline, the UNet itself kept
+    assert pipe.unet is not unet and uncompiled(pipe.unet) is unet
     assert pipe.vae.use_slicing and pipe.vae.use_tiling
     # back to the defaults: every option is set both ways
     SpeedOptions().apply(pipe)
     assert {type(p) for p in pipe.unet.attn_processors.values()} == {AttnProcessor2_0}
     assert pipe.text_encoder.config._attn_implementation == "sdpa"
     assert pipe.unet.conv_in.weight.is_contiguous()
-    assert pipe.unet._compiled_call_impl is None
+    assert pipe.unet is unet
     assert not pipe.vae.use_slicing and not pipe.vae.use_tiling
 
 
@@ -226,11 +243,11 @@ def test_speed_option_labels_and_validation():
     assert SpeedOptions(sdpa=False, compile_unet=True).label() == "eager-attn+compile"
     assert SpeedOptions(compile_unet=True, compile_mode="max-autotune").label() == \
         "sdpa+compile:max-autotune"
-    with pytest.raises(ProfileError, match="compile_mode 'fast'.*max-autotune"):
+    with pytest.raises(SpeedOptionError, match="compile_mode 'fast'.*max-autotune"):
         SpeedOptions(compile_mode="fast")
-    with pytest.raises(ProfileError, match=r"unknown speed option\(s\) \['xformers'\]"):
+    with pytest.raises(SpeedOptionError, match=r"unknown speed option\(s\) \['xformers'\]"):
         SpeedOptions.from_dict({"xformers": True})
-    with pytest.raises(ProfileError, match="channels_last must be True or False"):
+    with pytest.raises(SpeedOptionError, match="channels_last must be True or False"):
         SpeedOptions(channels_last="yes")
 
 
@@ -244,9 +261,10 @@ def test_bad_inputs_name_the_value_and_the_remedy(monkeypatch):
     with pytest.raises(RegistryError, match="Unknown model 'sd-v9'.*sd-v1-4"):
         count_params("sd-v9")
     with pytest.raises(ProfileError, match=r"unknown component\(s\) \['clip'\]"):
-        profile_model("sd-v1-4", source="tiny", size=64, stages=["clip"])
-    with pytest.raises(ProfileError, match="steps must be an integer from 1 to 1000, got 0"):
-        profile_model("sd-v1-4", source="tiny", size=64, steps=0)
+        profile_model("sd-v1-4", ProfileSpec(source="tiny", size=64, stages=["clip"]))
+    # the one limits table (dsdcompare.limits.STEPS) bounds steps; it was 1000 here before
+    with pytest.raises(ProfileError, match="steps must be an integer from 1 to 500, got 0"):
+        profile_model("sd-v1-4", ProfileSpec(source="tiny", size=64, steps=0))
     # bf16 on a GPU without it
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
@@ -279,7 +297,8 @@ def test_arch_pipeline_builds_on_meta_and_materialises_one_component():
 # --- command line and GPU script ------------------------------------------------------------------
 
 def test_cli_options_all_have_help_and_run_prints_and_writes(tmp_path, capsys):
-    parser = profiling.configure_parser(argparse.ArgumentParser())
+    parser = argparse.ArgumentParser()
+    profile_cli.configure(parser)
     for action in parser._actions:
         if action.dest != "help":
             assert action.help, f"{action.dest} has no help text"
@@ -287,13 +306,16 @@ def test_cli_options_all_have_help_and_run_prints_and_writes(tmp_path, capsys):
     args = parser.parse_args(["--models", "sd-v1-4,bk-sdm-small", "--source", "tiny", "--size",
                               "64", "--components", "none", "--quiet", "--json", str(out_json),
                               "--csv", str(out_csv)])
-    assert profiling.run(args) == 0
+    assert profile_cli.run(args) == 0
     text = capsys.readouterr().out
     assert "## Components" in text and "UNet parameters" in text
     data = json.loads(out_json.read_text())
     assert len(data["profiles"]) == 2 and data["ratios"]
     assert out_csv.read_text().splitlines()[0].startswith("model,")
-    assert profiling.run(parser.parse_args(["--size", "100", "--quiet"])) == 2
+    # a bad size is refused while parsing (limits table), exit status 2
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--size", "100", "--quiet"])
+    assert exit_.value.code == 2
     assert "multiple of 8" in capsys.readouterr().err
 
 
@@ -303,8 +325,9 @@ def test_saved_profiles_reprint_and_merge_rounds(tmp_path, capsys):
                                              _fake("bk-sdm-small", 2.5).to_dict()]}))
     merged = profiling.merge_profiles(profiling.load_profiles(path) * 2)
     assert [p.model for p in merged] == ["sd-v1-4", "bk-sdm-small"] and merged[0].rounds == 2
-    parser = profiling.configure_parser(argparse.ArgumentParser())
-    assert profiling.run(parser.parse_args(["--from-json", str(path), str(path)])) == 0
+    parser = argparse.ArgumentParser()
+    profile_cli.configure(parser)
+    assert profile_cli.run(parser.parse_args(["--from-json", str(path), str(path)])) == 0
     out = capsys.readouterr().out
     assert "| bk-sdm-small / sd-v1-4 | UNet time per step | 0.625 |" in out
     assert "2 round(s)" in out
@@ -332,3 +355,58 @@ def test_gpu_script_table_sets_compiled_beside_eager():
         eager[0].est_image_s - 30 * 0.05 + 30 * 0.04, abs=0.01)
     assert bk["UNet ms/step compiled"] is None  # not compiled (e.g. time budget): shown as —
     assert "| sd-v1-4 |" in gpu.render(eager, compiled, skipped={"bk-sdm-small": "time budget"})
+
+
+# --- the spec, compile/uncompile, one environment, no I/O in the package ----------------------------
+
+def test_profile_spec_checks_every_setting_against_the_limits():
+    from dsdcompare.errors import InputError
+
+    assert ProfileSpec().stages == ("text", "unet", "vae", "safety")
+    assert ProfileSpec(stages=["unet"]).stages == ("unet",)  # stored as a tuple
+    with pytest.raises(ProfileError, match="warmup must be at least 1.*got 0"):
+        ProfileSpec(warmup=0)
+    with pytest.raises(ProfileError, match="repeats must be an integer from 1 to 100, got 0"):
+        ProfileSpec(repeats=0)
+    with pytest.raises(ProfileError, match="rounds must be an integer from 1 to 20, got 21"):
+        ProfileSpec(rounds=21)
+    with pytest.raises(ProfileError, match="size must be a multiple of 8.*got 100; try 96"):
+        ProfileSpec(size=100)
+    assert issubclass(ProfileError, InputError) and issubclass(SpeedOptionError, InputError)
+    with pytest.raises(AttributeError):  # frozen
+        ProfileSpec().size = 64
+
+
+def test_compile_mode_change_recompiles_from_the_kept_unet(tiny_pipe):
+    unet = tiny_pipe.unet
+    SpeedOptions(compile_unet=True).apply(tiny_pipe)
+    first = tiny_pipe.unet
+    SpeedOptions(compile_unet=True).apply(tiny_pipe)
+    assert tiny_pipe.unet is first  # idempotent: not compiled twice
+    SpeedOptions(compile_unet=True, compile_mode="max-autotune").apply(tiny_pipe)
+    assert tiny_pipe.unet is not first and uncompiled(tiny_pipe.unet) is unet
+    SpeedOptions().apply(tiny_pipe)
+    assert tiny_pipe.unet is unet and uncompiled(unet) is unet
+
+
+def test_one_environment_for_results_and_profiles():
+    from dsdcompare import engine, environment
+
+    assert engine.environment is environment.environment
+    plain = environment.environment("cpu")
+    loaded = environment.environment("cpu", machine_load=True)
+    assert "load_average_before" not in plain and "cpu_count" in loaded
+    assert {k: v for k, v in loaded.items() if k in plain} == plain
+
+
+def test_saved_file_without_profiles_is_refused_naming_it(tmp_path):
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps({"eager": [], "compiled": []}))
+    with pytest.raises(ProfileError, match=r"gpu\.json.*no \"profiles\" list"):
+        profiling.load_profiles(path)
+
+
+def test_profiling_package_neither_parses_arguments_nor_prints():
+    for module in (ROOT / "dsdcompare" / "profiling").glob("*.py"):
+        text = module.read_text(encoding="utf-8")
+        assert "argparse" not in text and "print(" not in text, module.name

@@ -8,22 +8,19 @@ scored; a model that fails becomes a Result with its error while the others go o
 from __future__ import annotations
 
 import hashlib
-import platform
 import threading
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
-from . import __version__
+from .environment import environment
+from .errors import InputError
+from .limits import GUIDANCE, IMAGES, REPEATS, SEED, SIZE, STEPS, WARMUP, check_prompt
 from .loading import LoadedPipeline, PipelineCache, default_budget_bytes, load_pipeline, resolve_device
 from .registry import ModelSpec
 from .timing import PeakMemory, StageClock, Timing, summarise
 
-MAX_SEED = 2**63 - 1
-MAX_IMAGES = 8
-
-
-class RequestError(ValueError):
+class RequestError(InputError):
     """A Request field is invalid; the message names the field, the value and the valid range."""
 
 
@@ -44,22 +41,18 @@ class Request:
 
     def validate(self) -> "Request":
         """Return self, or raise :class:`RequestError` naming the bad value and the remedy."""
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
-            raise RequestError("prompt is empty: give a text prompt")
-        checks = [
-            ("seed", self.seed, 0, MAX_SEED), ("steps", self.steps, 1, 500),
-            ("images_per_prompt", self.images_per_prompt, 1, MAX_IMAGES),
-            ("repeats", self.repeats, 1, 100), ("warmup", self.warmup, 0, 10),
-        ]
-        for name, value, lo, hi in checks:
-            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-                raise RequestError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")
-        if not isinstance(self.guidance, (int, float)) or not 0 <= self.guidance <= 50:
-            raise RequestError(f"guidance must be a number from 0 to 50, got {self.guidance!r}")
-        if self.size is not None:
-            if not isinstance(self.size, int) or not 64 <= self.size <= 2048 or self.size % 8:
-                raise RequestError(f"size must be a multiple of 8 from 64 to 2048 (or native), "
-                                   f"got {self.size!r}")
+        # one table of limits, shared with the CLI, the dashboard form and its links
+        try:
+            check_prompt(self.prompt, "prompt")
+            check_prompt(self.negative_prompt, "negative_prompt", required=False)
+            for limit, value in ((SEED, self.seed), (STEPS, self.steps),
+                                 (IMAGES, self.images_per_prompt), (REPEATS, self.repeats),
+                                 (WARMUP, self.warmup), (GUIDANCE, self.guidance)):
+                limit.check(value)
+        except InputError as err:
+            raise RequestError(str(err)) from None
+        if self.size is not None and not SIZE.ok(self.size):
+            raise RequestError(f"size must be {SIZE.describe()} (or native), got {self.size!r}")
         if self.scheduler is not None:
             import diffusers
 
@@ -118,6 +111,23 @@ class Result:
         data.pop("images")
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Result:
+        """A Result from :meth:`to_dict`'s output (e.g. a stored record), with its Timing and
+        Score rebuilt; unknown keys are ignored and ``images`` is left empty."""
+        known = {f.name for f in fields(cls)} - {"images"}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("timing"):
+            values["timing"] = Timing.from_dict(values["timing"])
+        if values.get("score"):
+            try:
+                from .metrics import Score
+
+                values["score"] = Score.from_dict(values["score"])
+            except (ImportError, TypeError):  # metrics unavailable or changed: keep the dict
+                pass
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -157,36 +167,6 @@ def default_cache() -> PipelineCache:
     return _default_cache
 
 
-def environment(device: str) -> dict:
-    """Library versions and hardware, recorded with every Result."""
-    import diffusers
-    import torch
-    import transformers
-
-    if device.startswith("cuda"):
-        device_name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        device_name = _cpu_name()
-    return {
-        "dsdcompare": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "device_name": device_name,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.version.cuda if device.startswith("cuda") else None,
-    }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 # --- the comparison -------------------------------------------------------------------------------
 
 def compare(request: Request, models: list[ModelSpec], *, source: str | None = None,
@@ -200,7 +180,7 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
     a Result with ``success=False`` and its error, and the others go on. ``source`` is the
     weight source for every model (default: each model's own); ``scorer`` (a
     :class:`dsdcompare.metrics.ClipScorer`) adds a CLIP score; ``speed_options`` (a
-    :class:`dsdcompare.profiling.SpeedOptions`) is applied to each pipeline and recorded.
+    :class:`dsdcompare.speed.SpeedOptions`) is applied to each pipeline and recorded.
     Teachers run before their students (so each student is compared with its teacher's image
     as soon as it finishes); ``on_result`` receives each Result as soon as it is complete, so a
     caller can store it before the next model starts.
@@ -321,13 +301,18 @@ def fresh_pipeline(pipe, scheduler_name: str | None = None):
     """A per-call pipeline sharing ``pipe``'s weights but with its own scheduler.
 
     diffusers schedulers keep state (step index, PNDM's history): two threads stepping one
-    scheduler raise IndexError or, worse, silently give wrong images.
+    scheduler raise IndexError or, worse, silently give wrong images. A shallow copy shares
+    every module and gets its own scheduler (and config). Not ``Pipeline.from_pipe``: in
+    diffusers 0.42 it ends with ``.to(dtype=float32)`` unless told otherwise, which would cast
+    a shared fp16 pipeline to fp32 in place, and it walks every parameter on every call.
     """
+    import copy
+
     import diffusers
 
     cls = getattr(diffusers, scheduler_name) if scheduler_name else type(pipe.scheduler)
-    scheduler = cls.from_config(pipe.scheduler.config)
-    call_pipe = type(pipe).from_pipe(pipe, scheduler=scheduler)
+    call_pipe = copy.copy(pipe)
+    call_pipe.scheduler = cls.from_config(pipe.scheduler.config)  # also updates the copy's config
     call_pipe.set_progress_bar_config(disable=True)
     return call_pipe
 
@@ -389,7 +374,13 @@ def generate(loaded: LoadedPipeline, request: Request, result: Result, *, load_c
     result.timing = summarise(load_s=None if load_cached else loaded.load_seconds,
                               load_cached=load_cached, first=first, steady=calls,
                               steps=iterations[0], images_per_call=request.images_per_prompt,
-                              peak=peak, warmup=request.warmup)
+                              peak=peak, warmup=request.warmup, device=device,
+                              threads=torch.get_num_threads())
+    if result.timing.contended:
+        result.flags.append(
+            f"timing: contended ({result.timing.cpu_per_wall:.2f} CPU-seconds per wall-second on "
+            f"{result.timing.threads} thread(s)): the CPU was busy with other work, so this latency "
+            f"measures the machine's load, not the model")
     _collect_images(result, output)
     return list(output.images)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import platform
 
-from . import __version__
+from . import __version__, threads
 
 
 def environment(device: str, *, machine_load: bool = False) -> dict:
@@ -30,8 +30,8 @@ def environment(device: str, *, machine_load: bool = False) -> dict:
         "dsdcompare": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
         "transformers": transformers.__version__, "python": platform.python_version(),
         "platform": platform.platform(), "device_name": device_name,
-        "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda if device.startswith("cuda") else None,
+        **threads.current(),
     }
     if machine_load:
         env["cpu_bf16_native"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -16,6 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 STAGES = ("text", "denoise", "decode", "safety", "other")
+#: A CPU latency is flagged as contended when the process got less than this fraction of one
+#: core per thread during its timed calls: it was waiting for a CPU, and the number measures
+#: the machine's load, not the model (a quiet 1-thread call gets 0.95-1.0; see
+#: benchmarks/contention.py for measurements beside a competitor).
+CONTENDED_FRACTION = 0.5
 
 
 @dataclass
@@ -28,6 +33,7 @@ class StageTimes:
     safety: float = 0.0  # safety checker (SD 1.x repos that ship one)
     other: float = 0.0  # latent preparation, post-processing: total minus the rest
     total: float = 0.0  # wall time of the whole call
+    cpu: float = 0.0  # CPU seconds the process got during the call (all its threads)
 
     @classmethod
     def from_dict(cls, data: dict) -> StageTimes:
@@ -55,6 +61,9 @@ class Timing:
     memory_kind: str  # "cuda max allocated" | "process RSS (sampled)"
     warmup: int  # warm-up calls excluded from steady state
     repeats: int  # steady-state calls
+    cpu_per_wall: float | None = None  # median CPU seconds per wall second of the timed calls
+    threads: int | None = None  # torch threads during the timed calls
+    contended: bool | None = None  # CPU: the process got far less CPU than its threads could use
 
     @classmethod
     def from_dict(cls, data: dict) -> Timing:
@@ -132,8 +141,10 @@ class StageClock:
         self._spans.clear()
         times = StageTimes()
         start = self._now()
+        cpu_start = time.process_time()
         yield times
         end = self._now()
+        times.cpu = time.process_time() - cpu_start
         times.total = end - start
         times.text = self._spans.get("text", 0.0)
         times.decode = self._spans.get("decode", 0.0)
@@ -151,6 +162,7 @@ def median_stages(calls: list[StageTimes]) -> StageTimes:
     med = StageTimes(**{s: statistics.median(getattr(c, s) for c in calls)
                         for s in ("text", "denoise", "decode", "safety")})
     med.total = statistics.median(c.total for c in calls)
+    med.cpu = statistics.median(c.cpu for c in calls)
     med.other = med.total - med.text - med.denoise - med.decode - med.safety
     return med
 
@@ -199,12 +211,25 @@ class PeakMemory:
             self.peak_bytes = max(self.peak_bytes or 0, psutil.Process().memory_info().rss)
 
 
+def contention(steady: list[StageTimes], device: str, threads: int) -> tuple[float | None, bool | None]:
+    """Median CPU seconds per wall second of the timed calls, and whether that is contended.
+
+    Only a CPU's latency can be judged so (a GPU call's CPU time says nothing about the GPU).
+    """
+    ratios = [c.cpu / c.total for c in steady if c.total > 0]
+    if not ratios or not device.startswith("cpu"):
+        return None, None
+    ratio = statistics.median(ratios)
+    return ratio, ratio < CONTENDED_FRACTION * max(1, threads)
+
+
 def summarise(*, load_s: float | None, load_cached: bool, first: StageTimes | None,
               steady: list[StageTimes], steps: int, images_per_call: int,
-              peak: PeakMemory, warmup: int) -> Timing:
+              peak: PeakMemory, warmup: int, device: str = "cpu", threads: int = 1) -> Timing:
     """Build a :class:`Timing` from measured calls."""
     totals = [c.total for c in steady]
     stages = median_stages(steady)
+    cpu_per_wall, contended = contention(steady, device, threads)
     return Timing(
         load_s=load_s, load_cached=load_cached,
         first_call_s=first.total if first else None,
@@ -213,8 +238,9 @@ def summarise(*, load_s: float | None, load_cached: bool, first: StageTimes | No
         its_per_s=steps / stages.denoise if stages.denoise > 0 else float("nan"),
         images_per_call=images_per_call, peak_memory_bytes=peak.peak_bytes,
         memory_kind=peak.kind, warmup=warmup, repeats=len(steady),
+        cpu_per_wall=cpu_per_wall, threads=threads, contended=contended,
     )
 
 
-__all__ = ["STAGES", "PeakMemory", "StageClock", "StageTimes", "Timing", "median_stages",
+__all__ = ["CONTENDED_FRACTION", "STAGES", "contention", "PeakMemory", "StageClock", "StageTimes", "Timing", "median_stages",
            "summarise", "synchronize"]

@@ -186,7 +186,7 @@ def test_toy_clip_loads_as_a_plain_clipmodel(real_images):
 
 
 def test_cli_verify_passes_and_bad_arguments_are_named(capsys):
-    from dsdcompare.toyzoo.cli import main
+    from dsdcompare.cli.toyzoo import main
 
     assert main(["verify"]) == 0
     assert capsys.readouterr().out.strip() == "ok"
@@ -204,7 +204,7 @@ def test_training_record_is_committed():
 
 @pytest.mark.slow
 def test_training_script_runs_end_to_end(tmp_path):
-    from dsdcompare.toyzoo.cli import main
+    from dsdcompare.cli.toyzoo import main
 
     out = tmp_path / "zoo"
     assert main(["train", "--quick", "--no-progress", "--out", str(out)]) == 0

@@ -1,7 +1,6 @@
-"""Command line of the toy zoo: ``train``, ``eval`` and ``verify``.
+"""``dsdcompare toyzoo train|eval|verify``: train, grade and verify the toy teacher/student pair.
 
-``main(argv)`` is what ``python -m dsdcompare toyzoo ...`` and ``python -m dsdcompare.toyzoo ...``
-call; it returns a process exit code.
+``python -m dsdcompare.toyzoo ...`` calls :func:`main` here, which runs the same subcommands.
 """
 
 from __future__ import annotations
@@ -13,12 +12,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import DEFAULT_GUIDANCE, DEFAULT_STEPS, WEIGHTS_DIR, verify_manifest
+from ..errors import InputError
+from ..toyzoo import DEFAULT_GUIDANCE, DEFAULT_STEPS, WEIGHTS_DIR, verify_manifest
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dsdcompare toyzoo", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def configure(p: argparse.ArgumentParser) -> None:
+    """Subcommands of ``toyzoo``: train, eval, verify."""
+    sub = p.add_subparsers(dest="toyzoo_command", required=True, metavar="train|eval|verify")
     t = sub.add_parser("train", help="train the toy teacher, student and CLIP from scratch (~30 min on 2 cores)")
     t.add_argument("--out", type=Path, default=WEIGHTS_DIR, help=f"output folder (default: {WEIGHTS_DIR})")
     t.add_argument("--quick", action="store_true", help="a few steps per part: proves the script runs, weights useless")
@@ -33,7 +33,6 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     v = sub.add_parser("verify", help="check the weights against MANIFEST.json")
     v.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
-    return p
 
 
 def _calm_openmp() -> None:
@@ -50,34 +49,44 @@ def _calm_openmp() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dsdcompare.toyzoo ...``: run one toy-zoo command; return the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m dsdcompare.toyzoo",
+                                     description=__doc__.splitlines()[0])
+    configure(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except InputError as err:
+        raise SystemExit(str(err)) from None
+
+
+def run(args) -> int:
     """Run one toy-zoo command; return the exit code."""
-    args = _parser().parse_args(argv)
-    if args.command == "train":
+    if args.toyzoo_command == "train":
         _calm_openmp()
         import dataclasses
 
-        from .train import QUICK, TrainConfig, train_all
+        from ..toyzoo.train import QUICK, TrainConfig, train_all
 
         cfg = QUICK if args.quick else TrainConfig()
         if args.threads is not None:
             if args.threads < 1:
-                raise SystemExit(f"--threads must be at least 1 but is {args.threads}")
+                raise InputError(f"--threads must be at least 1 but is {args.threads}")
             cfg = dataclasses.replace(cfg, threads=args.threads)
         info = train_all(args.out, cfg, progress=not args.no_progress)
         print(f"saved to {args.out}; seconds per part: {json.dumps(info['seconds'])}; "
               f"total {info['total_seconds']:.0f} s")
         return 0
-    if args.command == "eval":
-        from .evaluate import evaluate, format_table
+    if args.toyzoo_command == "eval":
+        from ..toyzoo.evaluate import evaluate, format_table
 
         if args.n < 1:
-            raise SystemExit(f"--n must be at least 1 but is {args.n}")
+            raise InputError(f"--n must be at least 1 but is {args.n}")
         result = evaluate(args.weights, n=args.n, steps=args.steps, guidance=args.guidance, threads=args.threads)
         print(format_table(result))
         if args.json is not None:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0
-    if args.command == "verify":
+    if args.toyzoo_command == "verify":
         problems = verify_manifest(args.weights)
         for line in problems:
             print(line, file=sys.stderr)

@@ -51,7 +51,9 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .engine import Request
 from .errors import InputError
@@ -172,7 +174,7 @@ def _plan(items: list[WorkItem], groups, template: Request, store, source, state
 def run_bench(items: list[WorkItem], models, template: Request, *, store, source: str | None = None,
               device: str = "auto", dtype: str = "auto", local_dirs: dict | None = None,
               scorer=None, no_score_reason: str | None = None, state=None,
-              show_progress: bool = True) -> BenchOutcome:
+              progress_bar: Callable[[int, str, int | None], Any] | None = None) -> BenchOutcome:
     """Run every item through every model, skipping what ``store`` holds; store each Result.
 
     ``state`` is an :class:`accelerate.PartialState` (default: the current one): the pending
@@ -181,10 +183,11 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
     Result stored as it finishes). ``scorer`` adds CLIP scores (None: results carry
     ``no_score_reason``). With ``template.warmup == 0`` each process makes one untimed call per
     model before its first item (not stored), so no stored timing includes a cold first call.
-    Returns this process's counts.
+    ``progress_bar(total_steps, tag, position)`` makes the progress display (the CLI's
+    :class:`~dsdcompare.cli.progress.StepProgress`); None shows nothing. Returns this
+    process's counts.
     """
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     from .engine import compare
     from .record import run_request
@@ -197,9 +200,8 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
     calls = template.warmup + template.repeats
     total = sum(len(run) * calls * req.steps for req, run, _ in plan)
     tag = f"bench {state.process_index + 1}/{state.num_processes}" if state.num_processes > 1 else "bench"
-    bar = tqdm(total=total, unit="step", desc=tag, disable=not show_progress or not plan,
-               position=state.local_process_index if state.num_processes > 1 else None,
-               dynamic_ncols=True)
+    bar = (progress_bar or _NoBar)(total, tag, state.local_process_index
+                                   if state.num_processes > 1 else None)
     warmed: set[str] = set()
     common = dict(source=source, device=device, dtype=dtype, local_dirs=local_dirs)
     # Generate, storing each Result as soon as it is complete
@@ -212,13 +214,12 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
         store_keys = {m.key for m in to_store}
 
         def progress(ev, _steps=request.steps) -> None:
-            if ev.phase in ("warmup", "repeat") and 0 < ev.step <= _steps:
-                bar.update(1)
+            bar.event(ev, _steps)
 
         def finished(result, _request=request, _keys=store_keys) -> None:
             if result.model in _keys:
                 _count(out, result, _request)
-                bar.set_postfix_str(f"stored {out.stored}, failed {out.failed}", refresh=False)
+                bar.note(f"stored {out.stored}, failed {out.failed}")
 
         recording = run_request(request, run_models, store=store, note="bench",
                                 store_keys=store_keys, scorer=scorer, scorer_choice="none",
@@ -233,6 +234,26 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
     # Everyone finishes before anyone reports on the whole store
     state.wait_for_everyone()
     return out
+
+
+class _NoBar:
+    """The progress display when none is wanted."""
+
+    def __init__(self, total: int, tag: str, position: int | None):
+        self.n = 0
+
+    def event(self, ev, steps: int) -> None:
+        if ev.phase in ("warmup", "repeat") and 0 < ev.step <= steps:
+            self.n += 1
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+    def note(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _count(out: BenchOutcome, result, request: Request) -> None:

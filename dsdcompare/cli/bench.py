@@ -137,7 +137,7 @@ def sweep(args, *, models, prompts, seeds, steps, template) -> int:
     outcome = run_bench(items, models, template, store=store, source=args.source, device=device,
                         dtype=args.dtype, local_dirs=dict(args.local_dir), scorer=scorer,
                         no_score_reason=no_score_reason, state=state,
-                        show_progress=not args.no_progress)
+                        progress_bar=None if args.no_progress else _bar)
     outcomes = gather_object([outcome]) if state.num_processes > 1 else [outcome]
     failed = sum(o.failed for o in outcomes)
     # 5. Report on the main process
@@ -190,3 +190,9 @@ def _print_report(store, args, **selection) -> bool:
         table.to_csv(args.report_csv, index=False)
         print(f"wrote {args.report_csv}")
     return table.empty
+
+
+def _bar(total: int, tag: str, position: int | None):
+    from .progress import StepProgress
+
+    return StepProgress(total, tag, position=position, disable=not total)

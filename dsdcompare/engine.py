@@ -16,7 +16,8 @@ from typing import Any, Callable
 from .environment import environment
 from .errors import InputError
 from .limits import GUIDANCE, IMAGES, REPEATS, SEED, SIZE, STEPS, WARMUP, check_prompt
-from .loading import LoadedPipeline, PipelineCache, default_budget_bytes, load_pipeline, resolve_device
+from .loading import (LoadedPipeline, PipelineCache, default_budget_bytes, expected_nbytes,
+                      load_pipeline, resolve_device)
 from .registry import ModelSpec
 from .timing import PeakMemory, StageClock, Timing, summarise
 
@@ -205,8 +206,13 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
             local_dir = local_dirs.get(spec.key)
             key = (spec.key, result.source, device, dtype, local_dir)
             cached = key in cache
+            # on a GPU the cache makes room *before* loading (the size comes from the meta
+            # architecture, a few seconds once per model); on a CPU eviction after is enough
+            size = (expected_nbytes(spec, result.source, dtype, device)
+                    if device.startswith("cuda") and not cached else None)
             loaded = cache.get(key, lambda: load_pipeline(spec, result.source, device=device,
-                                                          dtype=dtype, local_dir=local_dir))
+                                                          dtype=dtype, local_dir=local_dir),
+                               nbytes=size)
             _describe_loaded(result, loaded)
             arrays = generate(loaded, request, result, load_cached=cached,
                               speed_options=speed_options, event=event)

@@ -4,6 +4,26 @@ One loading path: ``hub``, ``local`` and ``tiny`` weights all go through
 ``Pipeline.from_pretrained(location, use_safetensors=True, torch_dtype=..., variant=...)``; only
 the full-size random ``arch`` source is materialised in memory (saving it would take gigabytes).
 Pickled ``.bin`` weights are never loaded and remote code never runs.
+
+Variants: on fp16, ``variant="fp16"`` whenever the repo ships fp16 files in any weight folder
+(``ModelSpec.fp16_variant``); diffusers 0.42 then loads the fp16 file of each folder that has one
+and the fp32 file of the others, cast on load (it fails only when no folder has one).
+
+Memory policy (what a request of several models needs on one device):
+
+* **peak = largest model + scorer** (plus the running model's activations) when the budget is
+  below the largest model, and in general max(budget, largest model) + scorer. The pipeline cache
+  evicts *before* loading: a model is loaded only after the cached ones that would push the total
+  over the budget are dropped (:meth:`PipelineCache.get` with ``nbytes``, from
+  :func:`expected_nbytes`), so two models never sit side by side beyond the budget.
+* the budget is a third of a GPU's memory: the rest is headroom for the CLIP scorer and the
+  running model's activations (SDXL-class models decode 1024 px in fp32). At fp16 the seed
+  pipelines hold 2.7 GB (SD v1.4), 2.0 GB (BK-SDM-small), 6.9 GB (SDXL) and 4.5 GB (SSD-1B), the
+  default scorer 1.7 GB (fp32). So a 16 GB GPU peaks at SDXL + scorer (8.6 GB), a 24 GB GPU
+  runs the four seed models in one request with at most 8.6 GB of pipelines + the scorer resident
+  (over 12 GiB left for activations), and an 80 GB GPU keeps all four cached (tests/test_zoo.py
+  checks this with the full-size architectures on the meta device).
+* a CPU keeps 40% of RAM for pipelines, and a small host (under 8 GB) one pipeline at a time.
 """
 
 from __future__ import annotations
@@ -12,12 +32,23 @@ import gc
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
+from .errors import InputError
 from .registry import ModelSpec
-from .zoo import (STANDIN_SOURCES, Location, WeightsUnavailable, build_arch_pipeline, locate,
-                  missing_weights_message, pipeline_class)
+from .zoo import (
+    STANDIN_SOURCES,
+    Location,
+    WeightsUnavailable,
+    build_arch_pipeline,
+    locate,
+    missing_weights_message,
+    pipeline_class,
+)
 
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 
@@ -34,9 +65,9 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
     kind = device.split(":")[0]
     if kind not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"Unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+        raise InputError(f"Unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} was asked for but no CUDA GPU is visible; use --device cpu")
+        raise InputError(f"Device {device!r} was asked for but no CUDA GPU is visible; use --device cpu")
     return device
 
 
@@ -45,7 +76,7 @@ def resolve_dtype(dtype: str, device: str):
     import torch
 
     if dtype not in DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}: choose one of {list(DTYPES)}")
+        raise InputError(f"Unknown dtype {dtype!r}: choose one of {list(DTYPES)}")
     if dtype == "auto":
         dtype = "fp32" if device == "cpu" else "fp16"
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
@@ -95,7 +126,6 @@ def load_pipeline(spec: ModelSpec, source: str | None = None, *, device: str = "
     import torch
 
     source = source or spec.default_source
-    _quiet_library_bars()
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     start = time.perf_counter()
@@ -106,11 +136,12 @@ def load_pipeline(spec: ModelSpec, source: str | None = None, *, device: str = "
     else:
         cls = pipeline_class(spec.pipeline)
         try:
-            pipe = cls.from_pretrained(
-                location.path, revision=location.revision, dtype=torch_dtype,
-                variant=variant, use_safetensors=True, trust_remote_code=False,
-            )
-        except (OSError, ValueError, EnvironmentError) as err:
+            with _quiet_pipeline_bars():
+                pipe = cls.from_pretrained(
+                    location.path, revision=location.revision, dtype=torch_dtype,
+                    variant=variant, use_safetensors=True, trust_remote_code=False,
+                )
+        except (OSError, ValueError) as err:
             raise WeightsUnavailable(missing_weights_message(
                 spec, location.source, location.path, cause=_first_line(err))) from err
         pipe.to(device)
@@ -122,13 +153,27 @@ def load_pipeline(spec: ModelSpec, source: str | None = None, *, device: str = "
                           seconds, pipeline_nbytes(pipe))
 
 
-def _quiet_library_bars() -> None:
-    # per-component loading bars drown the CLI's progress and fill the dashboard's server log
+@contextmanager
+def _quiet_pipeline_bars():
+    """Silence diffusers' and transformers' per-component loading bars for one call.
+
+    They drown the CLI's progress and fill the dashboard's server log. huggingface_hub's download
+    bars stay on: transformers' ``disable_progress_bar()`` would turn those off for the whole
+    process (a first 20 GB download would show nothing), so its bars are muted with its tqdm hook.
+    """
     import diffusers
     import transformers
 
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
+    dlog, tlog = diffusers.utils.logging, transformers.utils.logging
+    was_on = dlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    previous = tlog.set_tqdm_hook(lambda factory, args, kwargs: tlog.EmptyTqdm(*args, **kwargs))
+    try:
+        yield
+    finally:
+        tlog.set_tqdm_hook(previous)
+        if was_on:
+            dlog.enable_progress_bar()
 
 
 def _first_line(err: BaseException) -> str:
@@ -150,19 +195,24 @@ def pipeline_nbytes(pipe) -> int:
 
 # --- memory policy ---------------------------------------------------------------------------
 
+#: Share of a GPU's memory kept for cached pipelines (see the module docstring).
+GPU_BUDGET_FRACTION = 1 / 3
+
+
 def default_budget_bytes(device: str) -> int:
     """Bytes of pipelines worth keeping loaded on ``device``.
 
-    A GPU keeps 85% of its memory for weights and leaves the rest for activations. A CPU keeps
-    40% of the machine's memory, and on a small host (under 8 GB, e.g. Streamlit Community Cloud
-    with about 2.7 GB) budget 0, i.e. one pipeline at a time.
+    A GPU keeps a third of its memory for cached pipelines and leaves the rest for the incoming
+    model, the scorer and activations (module docstring). A CPU keeps 40% of the machine's memory,
+    and on a small host (under 8 GB, e.g. Streamlit Community Cloud with about 2.7 GB) budget 0,
+    i.e. one pipeline at a time.
     """
     import psutil
     import torch
 
     if device.startswith("cuda"):
         index = torch.device(device).index or 0
-        return int(0.85 * torch.cuda.get_device_properties(index).total_memory)
+        return int(GPU_BUDGET_FRACTION * torch.cuda.get_device_properties(index).total_memory)
     total = psutil.virtual_memory().total
     return 0 if total < 8 * 2**30 else int(0.4 * total)
 
@@ -200,11 +250,14 @@ class PipelineCache:
         with self._lock:
             return sum(lp.nbytes for lp in self._items.values())
 
-    def get(self, key, load: Callable[[], LoadedPipeline]) -> LoadedPipeline:
+    def get(self, key, load: Callable[[], LoadedPipeline], *,
+            nbytes: int | None = None) -> LoadedPipeline:
         """The cached pipeline for ``key``, loading it with ``load()`` on a miss.
 
-        Other entries are evicted *before* loading when the cache is full, so peak memory stays
-        near the budget; a given key is loaded by one thread at a time.
+        Other entries are evicted *before* loading when the cache is full, and, given the
+        expected size ``nbytes`` of the new pipeline (:func:`expected_nbytes`), until it fits
+        beside the rest within ``max_bytes``: peak memory is the budget or the largest model,
+        never two models over it. A given key is loaded by one thread at a time.
         """
         with self._lock:
             if key in self._items:
@@ -220,6 +273,8 @@ class PipelineCache:
                     self._evict_until(lambda: len(self._items) < max(self.max_items, 1))
                 if self.max_bytes == 0:
                     self._evict_until(lambda: not self._items)
+                elif self.max_bytes is not None and nbytes is not None:
+                    self._evict_until(lambda: self.nbytes + nbytes <= self.max_bytes)
             loaded = load()
             with self._lock:
                 self._items[key] = loaded
@@ -234,14 +289,14 @@ class PipelineCache:
         if item is None:
             return False
         del item
-        _release_memory()
+        release_memory()
         return True
 
     def clear(self) -> None:
         """Drop every cached pipeline."""
         with self._lock:
             self._items.clear()
-        _release_memory()
+        release_memory()
 
     def _evict_until(self, done: Callable[[], bool]) -> None:
         evicted = False
@@ -249,10 +304,31 @@ class PipelineCache:
             self._items.popitem(last=False)
             evicted = True
         if evicted:
-            _release_memory()
+            release_memory()
 
 
-def _release_memory() -> None:
+def expected_nbytes(spec: ModelSpec, source: str | None = None, dtype: str = "auto",
+                   device: str = "auto") -> int | None:
+    """Bytes the pipeline of ``spec`` will hold once loaded (parameters and buffers), from its
+    full-size architecture on the meta device: nothing is allocated. None for the tiny source
+    (a miniature) and for models without a registered architecture."""
+    if (source or spec.default_source) == "tiny" or not spec.arch:
+        return None
+    name = dtype_name(resolve_dtype(dtype, resolve_device(device)))
+    return _arch_nbytes(spec, name)
+
+
+@cache
+def _arch_nbytes(spec: ModelSpec, dtype: str) -> int:
+    import torch
+
+    torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    return pipeline_nbytes(build_arch_pipeline(spec, device="meta", dtype=torch_dtype))
+
+
+def release_memory() -> None:
+    """Return freed memory now: collect garbage and empty the CUDA cache (after dropping a
+    pipeline, so the next model does not start beside the last one's leftovers)."""
     import torch
 
     gc.collect()
@@ -261,5 +337,6 @@ def _release_memory() -> None:
 
 
 __all__ = ["DTYPES", "LoadedPipeline", "PipelineCache", "WeightsUnavailable", "choose_variant",
-           "default_budget_bytes", "load_pipeline", "pipeline_nbytes", "resolve_device",
-           "resolve_dtype", "STANDIN_SOURCES"]
+           "default_budget_bytes", "expected_nbytes", "load_pipeline", "pipeline_nbytes",
+           "release_memory",
+           "resolve_device", "resolve_dtype", "STANDIN_SOURCES"]

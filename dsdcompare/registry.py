@@ -11,7 +11,7 @@ distillation) and the project's toy pair are built in; users add models in a TOM
     pipeline = "StableDiffusionPipeline"      # or "StableDiffusionXLPipeline"
     native_size = 512
     teacher = "sd-v1-4"                       # optional: a registered key
-    fp16_variant = false
+    fp16_variant = false                      # or true (every weight folder), or ["unet", "vae"]
     safety_checker = true
 
 Verbs (as in open_clip): :func:`list_models`, :func:`get_model`, :func:`load_models_file`,
@@ -21,13 +21,21 @@ Verbs (as in open_clip): :func:`list_models`, :func:`get_model`, :func:`load_mod
 from __future__ import annotations
 
 import os
+import re
 import threading
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import InputError
+from .limits import GUIDANCE, NATIVE_SIZE, STEPS
+from .published import Fact, facts_for  # Fact: re-exported, the type of ModelSpec.facts
 
 #: Pipeline class name -> model family.
 PIPELINES = {"StableDiffusionPipeline": "sd1", "StableDiffusionXLPipeline": "sdxl"}
+#: Model family -> the pipeline folders that hold weights (where fp16 variant files can be).
+WEIGHT_FOLDERS = {"sd1": ("unet", "vae", "text_encoder", "safety_checker"),
+                  "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2")}
 #: Environment variable naming a TOML file of user models, loaded on first use.
 MODELS_FILE_ENV = "DSDCOMPARE_MODELS"
 #: Committed weights of the toy zoo (trained by ``python -m dsdcompare toyzoo train``).
@@ -36,17 +44,28 @@ TOY_WEIGHTS = Path(__file__).resolve().parent / "toyzoo" / "weights"
 TOY_CLIP_DIR = TOY_WEIGHTS / "toy-clip"
 
 
-class RegistryError(ValueError):
+class RegistryError(InputError):
     """A registry entry or lookup is invalid; the message names the entry, field and remedy."""
 
 
-@dataclass(frozen=True)
-class Fact:
-    """A published figure about a model, with where it comes from."""
+#: A model key: it names output files (``KEY.png``) and stored results, so only a safe file name
+#: that starts with a letter or digit (never ``..``, a hidden file or an option).
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Words ``--models`` gives a meaning of their own (see :func:`resolve_models`).
+RESERVED_KEYS = ("all", "toy")
+#: Largest models file read (a real one is a few KB; this keeps a hostile one cheap).
+MAX_MODELS_FILE_BYTES = 1 << 20
 
-    name: str  # what is measured, e.g. "UNet parameters"
-    value: str  # the published value, as published, e.g. "859.5 M"
-    source: str  # where it is published (paper, model card, config)
+
+def check_key(key) -> str:
+    """Return ``key`` if it is a valid model key, else raise :class:`RegistryError` saying why."""
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise RegistryError(f"model key {key!r} is not valid: use 1 to 64 letters, digits, '-', "
+                            f"'_' or '.', starting with a letter or digit")
+    if key in RESERVED_KEYS:
+        raise RegistryError(f"model key {key!r} is reserved (--models {key} means a group of "
+                            f"models); choose another key")
+    return key
 
 
 @dataclass(frozen=True)
@@ -63,11 +82,13 @@ class ModelSpec:
     teacher: str | None = None  # registry key of the model this one was distilled from
     steps: int = 30  # recommended denoising steps (the tutorial this project grew from: 30)
     guidance: float = 7.5  # recommended classifier-free guidance scale
-    fp16_variant: bool = False  # the repo has ``*.fp16.safetensors`` files (variant="fp16")
+    # Weight folders that ship ``*.fp16.safetensors`` files; () = none. variant="fp16" loads those,
+    # and diffusers falls back to the fp32 files of the other folders (cast on load).
+    fp16_variant: tuple[str, ...] = ()
     safety_checker: bool = False  # the repo ships a safety checker (may return black images)
     arch: str | None = None  # architecture key for the "tiny" and "arch" sources (archs.py)
     toy: bool = False  # a toy model trained on synthetic shapes, not a real text-to-image model
-    facts: tuple[Fact, ...] = field(default=())  # published figures, with sources
+    facts: tuple[Fact, ...] = field(default=())  # published figures, with sources (published.py)
     notes: str = ""  # usage advice from the model card, shown beside results
 
     @property
@@ -81,40 +102,31 @@ class ModelSpec:
         return "hub" if self.repo_id else "local"
 
 
-_BK_CARD = "nota-ai/bk-sdm-small model card (MS-COCO 30K, 256², 25 PNDM steps, open_clip ViT-g-14 raw cosine)"
 _SEED_MODELS = (
     ModelSpec(
         key="sd-v1-4", name="SD v1.4", pipeline="StableDiffusionPipeline", native_size=512,
         repo_id="CompVis/stable-diffusion-v1-4", safety_checker=True, arch="sd-v1-4",
-        facts=(Fact("UNet parameters", "859.5 M", "BK-SDM paper; CompVis unet/config.json"),
-               Fact("FID (COCO 30K)", "13.05", _BK_CARD),
-               Fact("CLIP score", "0.2958", _BK_CARD)),
+        fp16_variant=WEIGHT_FOLDERS["sd1"],  # on main since hub commit b95be7d (#216)
+        facts=facts_for("sd-v1-4"),
     ),
     ModelSpec(
         key="bk-sdm-small", name="BK-SDM-Small", pipeline="StableDiffusionPipeline",
         native_size=512, repo_id="nota-ai/bk-sdm-small", teacher="sd-v1-4", safety_checker=True,
-        arch="bk-sdm-small",
-        facts=(Fact("UNet parameters", "482.3 M", "Nota-NetsPresso/BK-SDM unet config (card: 0.49 B)"),
-               Fact("FID (COCO 30K)", "16.98", _BK_CARD),
-               Fact("CLIP score", "0.2677", _BK_CARD),
-               Fact("whole-model reduction", "36% fewer parameters and less latency than SD v1.4",
-                    "nota-ai/bk-sdm-small model card")),
+        fp16_variant=("unet", "vae"),  # seen on the hub; text encoder and checker: not confirmed
+        arch="bk-sdm-small", facts=facts_for("bk-sdm-small"),
         notes="Block-removed SD v1.4 (one block per down stage, no mid block), distilled from it.",
     ),
     ModelSpec(
         key="sdxl-base", name="SDXL base 1.0", pipeline="StableDiffusionXLPipeline",
-        native_size=1024, repo_id="stabilityai/stable-diffusion-xl-base-1.0", fp16_variant=True,
-        arch="sdxl-base",
-        facts=(Fact("UNet parameters", "2567.5 M", "stabilityai/stable-diffusion-xl-base-1.0 unet/config.json"),
-               Fact("latency, 1024², RTX 4090", "3.23 s", "KOALA paper chart")),
+        native_size=1024, repo_id="stabilityai/stable-diffusion-xl-base-1.0",
+        fp16_variant=WEIGHT_FOLDERS["sdxl"],
+        arch="sdxl-base", facts=facts_for("sdxl-base"),
     ),
     ModelSpec(
         key="ssd-1b", name="Segmind SSD-1B", pipeline="StableDiffusionXLPipeline",
-        native_size=1024, repo_id="segmind/SSD-1B", teacher="sdxl-base", fp16_variant=True,
-        guidance=9.0, arch="ssd-1b",
-        facts=(Fact("UNet parameters", "1.3 B", "segmind/SSD-1B model card"),
-               Fact("claim", "50% smaller, 60% speedup over SDXL", "segmind/SSD-1B model card"),
-               Fact("latency, 1024², RTX 4090", "2.09 s", "KOALA paper chart")),
+        native_size=1024, repo_id="segmind/SSD-1B", teacher="sdxl-base",
+        fp16_variant=WEIGHT_FOLDERS["sdxl"],
+        guidance=9.0, arch="ssd-1b", facts=facts_for("ssd-1b"),
         notes="The model card recommends a negative prompt and guidance around 9.",
     ),
     ModelSpec(
@@ -150,8 +162,9 @@ def _ensure_loaded() -> None:
                 _registry[spec.key] = spec
     path = os.environ.get(MODELS_FILE_ENV)
     if path and path != _env_loaded:
-        _env_loaded = path
+        # marked loaded only once it loaded: a bad file raises on every use, never half-applies
         load_models_file(path)
+        _env_loaded = path
 
 
 def list_models(*, include_toy: bool = True) -> list[str]:
@@ -206,18 +219,25 @@ def validate(spec: ModelSpec, known: dict[str, ModelSpec] | None = None) -> None
     def bad(field_name: str, why: str) -> RegistryError:
         return RegistryError(f"Model entry {spec.key!r}, field {field_name!r}: {why}")
 
-    if not spec.key or not all(c.isalnum() or c in "-_." for c in spec.key):
-        raise bad("key", f"{spec.key!r} must be non-empty letters, digits, '-', '_' or '.'")
+    try:
+        check_key(spec.key)
+    except RegistryError as err:
+        raise bad("key", str(err)) from None
     if spec.pipeline not in PIPELINES:
         raise bad("pipeline", f"{spec.pipeline!r} is not one of {list(PIPELINES)}")
-    if not isinstance(spec.native_size, int) or spec.native_size <= 0 or spec.native_size % 8:
-        raise bad("native_size", f"{spec.native_size!r} must be a positive multiple of 8")
+    folders = WEIGHT_FOLDERS[spec.family]
+    if not isinstance(spec.fp16_variant, tuple) or any(f not in folders for f in spec.fp16_variant):
+        raise bad("fp16_variant", f"{spec.fp16_variant!r} must be true, false or a list of the "
+                                  f"folders that ship fp16 files, from {list(folders)}")
+    if not NATIVE_SIZE.ok(spec.native_size):
+        raise bad("native_size", f"{spec.native_size!r} must be a positive multiple of "
+                                 f"{NATIVE_SIZE.multiple}, from {NATIVE_SIZE.lo} to "
+                                 f"{NATIVE_SIZE.hi} pixels")
     if not spec.repo_id and not spec.local_dir:
         raise bad("repo", "give a hub repo id ('repo') or a local directory ('path')")
-    if not isinstance(spec.steps, int) or not 1 <= spec.steps <= 1000:
-        raise bad("steps", f"{spec.steps!r} must be an integer from 1 to 1000")
-    if not isinstance(spec.guidance, (int, float)) or not 0 <= spec.guidance <= 50:
-        raise bad("guidance", f"{spec.guidance!r} must be a number from 0 to 50")
+    for name, limit, value in (("steps", STEPS, spec.steps), ("guidance", GUIDANCE, spec.guidance)):
+        if not limit.ok(value):
+            raise bad(name, f"{value!r} must be {limit.describe()}")
     if spec.teacher is not None:
         if spec.teacher == spec.key:
             raise bad("teacher", "a model cannot be its own teacher")
@@ -240,7 +260,9 @@ _TOML_FIELDS = {"name": "name", "repo": "repo_id", "path": "local_dir", "revisio
                 "safety_checker": "safety_checker", "arch": "arch", "notes": "notes"}
 _TOML_TYPES = {"name": str, "repo": str, "path": str, "revision": str, "pipeline": str,
                "native_size": int, "teacher": str, "steps": int, "guidance": (int, float),
-               "fp16_variant": bool, "safety_checker": bool, "arch": str, "notes": str}
+               "fp16_variant": (bool, list), "safety_checker": bool, "arch": str, "notes": str}
+#: How a type error names the wanted type, where it is not one Python type.
+_TOML_WANT = {"guidance": "number", "fp16_variant": "boolean or list of folder names"}
 
 
 def parse_models_toml(text: str, *, origin: str = "<models file>") -> list[ModelSpec]:
@@ -249,12 +271,19 @@ def parse_models_toml(text: str, *, origin: str = "<models file>") -> list[Model
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RegistryError(f"{origin} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise RegistryError(f"{origin}: its values are nested too deeply to be a models file; "
+                            f"give each model a flat [models.KEY] table") from None
     unknown_top = set(data) - {"models"}
     if unknown_top:
-        raise RegistryError(f"{origin}: unknown top-level key(s) {sorted(unknown_top)}; "
+        raise RegistryError(f"{origin}: unknown top-level key(s) {sorted(unknown_top)[:10]}; "
                             f"put each model under [models.KEY]")
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise RegistryError(f"{origin}: 'models' must be tables [models.KEY], got "
+                            f"{type(models).__name__} {str(models)[:40]!r}")
     specs = []
-    for key, entry in data.get("models", {}).items():
+    for key, entry in models.items():
         if not isinstance(entry, dict):
             raise RegistryError(f"{origin}: model entry {key!r} must be a table [models.{key}]")
         for fname, value in entry.items():
@@ -262,8 +291,9 @@ def parse_models_toml(text: str, *, origin: str = "<models file>") -> list[Model
                 raise RegistryError(f"{origin}: model entry {key!r} has unknown field {fname!r}; "
                                     f"valid fields: {sorted(_TOML_FIELDS)}")
             typ = _TOML_TYPES[fname]
-            if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-                want = typ.__name__ if isinstance(typ, type) else "number"
+            if not isinstance(value, typ) or (isinstance(value, bool) and fname in (
+                    "native_size", "steps", "guidance")):
+                want = typ.__name__ if isinstance(typ, type) else _TOML_WANT[fname]
                 raise RegistryError(f"{origin}: model entry {key!r}, field {fname!r}: {value!r} "
                                     f"is not a {want}")
         if "repo" in entry and "path" in entry:
@@ -273,6 +303,12 @@ def parse_models_toml(text: str, *, origin: str = "<models file>") -> list[Model
                 raise RegistryError(f"{origin}: model entry {key!r} lacks field {required!r} "
                                     f"(pipeline: one of {list(PIPELINES)}; native_size: pixels)")
         kwargs = {_TOML_FIELDS[k]: v for k, v in entry.items()}
+        fp16 = kwargs.get("fp16_variant")
+        if isinstance(fp16, bool):  # true: every weight folder of the family ships fp16 files
+            family = PIPELINES.get(kwargs["pipeline"])
+            kwargs["fp16_variant"] = WEIGHT_FOLDERS.get(family, ()) if fp16 else ()
+        elif fp16 is not None:
+            kwargs["fp16_variant"] = tuple(fp16)
         if kwargs.get("local_dir"):
             base = Path(origin).parent if origin != "<models file>" else Path.cwd()
             kwargs["local_dir"] = str((base / kwargs["local_dir"]).expanduser())
@@ -288,9 +324,20 @@ def load_models_file(path: str | os.PathLike) -> list[ModelSpec]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_MODELS_FILE_BYTES + 1)
     except OSError as err:
         raise RegistryError(f"Cannot read models file {str(path)!r}: {err.strerror}") from None
+    if len(data) > MAX_MODELS_FILE_BYTES:
+        raise RegistryError(f"models file {str(path)!r} is larger than "
+                            f"{MAX_MODELS_FILE_BYTES // 1024} KB; a models file holds a few "
+                            f"[models.KEY] tables")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise RegistryError(f"models file {str(path)!r} line {line}: not valid UTF-8 "
+                            f"({err.reason} at byte {err.start}); save it as UTF-8") from None
     specs = parse_models_toml(text, origin=str(path))
     _ensure_loaded()
     with _lock:
@@ -304,15 +351,3 @@ def load_models_file(path: str | os.PathLike) -> list[ModelSpec]:
     with _lock:
         _registry.update({s.key: s for s in specs})
     return specs
-
-
-def spec_fields() -> list[str]:
-    """Names of the :class:`ModelSpec` fields (for tables and exports)."""
-    return [f.name for f in fields(ModelSpec)]
-
-
-def with_overrides(spec: ModelSpec, **changes) -> ModelSpec:
-    """A validated copy of ``spec`` with ``changes`` applied."""
-    new = replace(spec, **changes)
-    validate(new)
-    return new

@@ -24,7 +24,7 @@ def test_seed_models_and_pairs():
     assert get_model("sdxl-base").family == "sdxl" and get_model("sd-v1-4").family == "sd1"
     # real-repo facts that loading depends on
     assert get_model("sdxl-base").fp16_variant and get_model("ssd-1b").fp16_variant
-    assert not get_model("sd-v1-4").fp16_variant
+    assert get_model("bk-sdm-small").fp16_variant == ("unet", "vae")  # per folder (see fixtures)
     assert get_model("sd-v1-4").safety_checker and not get_model("sdxl-base").safety_checker
     assert get_model("sd-v1-4").repo_id == "CompVis/stable-diffusion-v1-4"
     assert get_model("ssd-1b").native_size == 1024 and get_model("bk-sdm-small").native_size == 512

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "benchmark sweeps over prompt suites, seeds and step counts"),
     "store": ("store", "inspect, check, prune, export and merge the results store"),
     "toyzoo": ("toyzoo", "train and evaluate the toy teacher/student pair"),
+    "download": ("download", "pre-fetch the hub files the chosen models and scorer load: plan, "
+                             "disk check, progress"),
 }
 
 #: Subcommands that run models, under the thread policy (dsdcompare.threads).

@@ -8,13 +8,19 @@ Each architecture is a dict of component configs in the exact form the hub repos
   difference kept (block types, depths, missing mid block, text_time embedding, two text
   encoders), so a stand-in fails where the real model would.
 
-SSD-1B's UNet is reconstructed from public loaders (FACTS.md), not read from its hub config.
+SSD-1B's UNet is reconstructed, not read from its hub config: from the public loaders that
+load it (stable-diffusion.cpp's SSD-1B loader, ComfyUI's ``model_detection`` SSD-1B table and
+diffusers PR #5400), checked against the hub's UNet weight sizes (5.33 GB fp32, 2.66 GB fp16,
+i.e. about 1.33 B parameters) and the card's "1.3B" (see :mod:`dsdcompare.published`).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # --- shared parts ------------------------------------------------------------------------------
@@ -262,3 +268,63 @@ def miniature(arch: Architecture) -> Architecture:
         }
     return Architecture(arch.key, arch.pipeline, unet, vae, texts, arch.scheduler, safety,
                         arch.pad_tokens, arch.note)
+
+
+# --- how two UNets differ ----------------------------------------------------------------------
+
+_MISSING = object()  # a key a config does not set and the constructor has no default for
+
+
+def unet_differences(teacher, student) -> list[tuple[str, str, str]] | None:
+    """How two models' UNet configs differ: ``(setting, teacher value, student value)`` rows.
+
+    ``teacher`` and ``student`` are registry specs; each UNet config is its ``arch`` (the full
+    size one), else ``local_dir/unet/config.json``. None when either config is not available
+    (toy weights not built yet). A key one config omits takes ``UNet2DConditionModel``'s default
+    (shown with "(default)"), so an omitted key equal to the other's value is no difference.
+    """
+    a, b = _unet_config(teacher), _unet_config(student)
+    if a is None or b is None:
+        return None
+    defaults = _unet_defaults()
+    rows = []
+    for key in sorted(set(a) | set(b)):
+        a_val = a.get(key, defaults.get(key, _MISSING))
+        b_val = b.get(key, defaults.get(key, _MISSING))
+        if _plain(a_val) == _plain(b_val):
+            continue
+        rows.append((key, _shown(a_val, key not in a), _shown(b_val, key not in b)))
+    return rows
+
+
+def _unet_config(spec) -> dict[str, Any] | None:
+    if spec.arch:
+        return get_architecture(spec.arch).unet
+    if spec.local_dir:
+        path = Path(spec.local_dir) / "unet" / "config.json"
+        if path.is_file():
+            return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _unet_defaults() -> dict[str, Any]:
+    # what a config that omits a key gets: the constructor's defaults (read-only, shared)
+    import inspect
+
+    from diffusers import UNet2DConditionModel
+
+    params = inspect.signature(UNet2DConditionModel.__init__).parameters
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value  # JSON lists vs Python tuples
+
+
+def _shown(value, from_defaults: bool) -> str:
+    if value is _MISSING:
+        return "—"
+    text = json.dumps(value) if isinstance(value, (list, tuple, dict)) else \
+        "null" if value is None else str(value)
+    return text + (" (default)" if from_defaults else "")

@@ -4,7 +4,8 @@ Stable Diffusion's tokenizers (``CLIPTokenizer`` for SD 1.x and both SDXL tokeni
 49,408-token CLIP BPE vocabulary. open-clip-torch ships its merges as
 ``bpe_simple_vocab_16e6.txt.gz``: the byte alphabet, the same with ``</w>``, the first 48,894
 merges and the two special tokens rebuild the exact vocabulary, so stand-in models tokenize
-prompts exactly like the real ones without touching the hub.
+prompts exactly like the real ones without touching the hub. The same vocabulary says, before
+anything runs, where a long prompt is cut (:func:`prompt_truncation`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Size of the CLIP BPE vocabulary (openai/clip-vit-large-patch14 and friends).
@@ -85,3 +87,45 @@ def build_clip_tokenizer(directory: str | Path, *, pad_token: str = "<|endoftext
                         model_max_length=77)
     tok.save_pretrained(directory)
     return tok
+
+
+# --- what the text encoders read of a prompt -----------------------------------------------------
+
+#: Prompt tokens a CLIP text encoder reads: 77 positions minus the start and end tokens. Every
+#: model here (SD 1.x, SDXL's two encoders) and every CLIP scorer reads this many.
+MAX_PROMPT_TOKENS = 75
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """A prompt longer than the text encoders read."""
+
+    tokens: int  # prompt tokens, without start/end
+    limit: int  # tokens read
+    kept: str  # the text that is read
+    dropped: str  # the text that is cut off
+
+    def message(self, what: str = "prompt") -> str:
+        """One sentence for the user, naming what is cut."""
+        return (f"The {what} has {self.tokens} tokens; the text encoders (and the CLIP scorer) "
+                f"read only the first {self.limit}, so this is ignored: “{self.dropped}”")
+
+
+@functools.lru_cache(maxsize=1)
+def _counting_tokenizer():
+    # built in memory, never saved; no length limit, since it counts rather than encodes
+    from transformers import CLIPTokenizer
+
+    vocab, merges = clip_vocab_and_merges()
+    return CLIPTokenizer(vocab=dict(vocab), merges=[tuple(m.split()) for m in merges],
+                         pad_token="<|endoftext|>", model_max_length=10**9)
+
+
+def prompt_truncation(text: str, limit: int = MAX_PROMPT_TOKENS) -> Truncation | None:
+    """Where a 77-position CLIP text encoder cuts ``text``, or None if it fits (offline)."""
+    tok = _counting_tokenizer()
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= limit:
+        return None
+    return Truncation(len(ids), limit, tok.decode(ids[:limit]).strip(),
+                      tok.decode(ids[limit:]).strip())

@@ -4,11 +4,11 @@ import streamlit as st
 
 from dsdcompare import charts
 from dsdcompare.registry import get_model, list_models
-from ui import resources, state, widgets
+from ui import resources, sidebar, speed_quality
 
 # 1. The stored results (cached; a new write to the store refreshes them)
-settings = state.settings()
-store, why = resources.open_store(settings.store_path, settings.store_readonly)
+settings = sidebar.settings()
+store, why = resources.cached_store(settings.store_path, settings.store_readonly)
 if store is None:
     st.info(f"{why} Run a comparison on the Compare page, or open a bundle on the History page.",
             icon=":material/database:")
@@ -23,7 +23,7 @@ if df.empty:
 
 # 2. Which results: one setting, one scorer, one step count (latencies compare only like this)
 labels = charts.setting_labels(df)
-choice = widgets.chart_filters_ui(
+choice = speed_quality.chart_filters_ui(
     labels.value_counts().index.tolist(), charts.score_groups(df),
     df["steps"].value_counts().index.astype(int).tolist())
 chosen = charts.select(df, setting=choice["setting"], score_group=choice["group"],
@@ -52,9 +52,9 @@ if figs["sweep"] is not None:
     st.plotly_chart(figs["sweep"], key="sq_sweep", width="stretch")
 
 # 4. The numbers behind them, and the published figures
-with st.expander("Per-model summary"):
-    st.dataframe(charts.model_summary(chosen, per_mp=choice["per_mp"]), hide_index=True,
-                 width="stretch")
+with st.expander("Per-model summary (the numbers behind the charts, as `bench --report` gives them)"):
+    summary = charts.model_summary(chosen, per_mp=choice["per_mp"])
+    st.dataframe(summary.drop(columns=["point", "series"]), hide_index=True, width="stretch")
 with st.expander("Published figures (measured elsewhere: other hardware, scorers, datasets)"):
     st.dataframe(charts.facts_table([get_model(k) for k in list_models()]), hide_index=True,
                  width="stretch")

@@ -21,7 +21,8 @@ if str(ROOT) not in sys.path:  # the ui/ package lives at the repository root, b
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from ui import formstate, settings  # noqa: E402
+from dsdcompare import limits  # noqa: E402
+from ui import compare, sidebar  # noqa: E402
 
 TIMEOUT = 600  # first tiny builds + torch import on a shared 2-core machine are slow
 SEED_MODELS = ["sd-v1-4", "bk-sdm-small", "sdxl-base", "ssd-1b"]
@@ -32,7 +33,7 @@ def app_env(tmp_path, monkeypatch):
     """An isolated results store, the tiny stand-ins as weights, fresh per-process choices."""
     store = tmp_path / "store" / "results.sqlite"
     monkeypatch.setenv("DSDCOMPARE_STORE", str(store))
-    monkeypatch.setenv(settings.MODE_ENV, "tiny")
+    monkeypatch.setenv(sidebar.MODE_ENV, "tiny")
     from ui import resources
 
     resources.detected_mode.clear()
@@ -154,7 +155,7 @@ def test_random_seed_button_sets_a_new_seed_without_running(app_env):
     before = at.number_input(key="compare_seed").value
     at.button(key="compare_random").click().run()
     after = at.number_input(key="compare_seed").value
-    assert after != before and 0 <= after <= formstate.LIMITS["seed"][1]
+    assert after != before and 0 <= after <= limits.MAX_SEED
     assert not at.image
 
 
@@ -165,7 +166,7 @@ def test_changing_the_weights_resets_models_and_defaults_with_a_message(app_env)
     assert at.multiselect(key="compare_models").value == ["toy-teacher", "toy-student"]
     assert at.selectbox(key="compare_size").value is None  # the toy pair's native 32 px
     assert any("Weights changed to" in w.value for w in at.warning)
-    if not settings.toy_weights_ready():
+    if not sidebar.toy_weights_ready():
         assert any("toy weights are not built here" in w.value for w in at.warning)
 
 
@@ -199,10 +200,10 @@ def test_url_parameters_prefill_the_form(app_env):
 
 
 def test_out_of_range_url_values_are_rejected_with_a_message(app_env):
-    at = app(params={"prompt": "ok", "steps": "500", "seed": "-3", "cfg": "nan",
+    at = app(params={"prompt": "ok", "steps": "501", "seed": "-3", "cfg": "nan",
                      "size": "333", "models": "sd-v1-4,not-a-model", "weights": "gpu-farm"})
     text = "\n".join(w.value for w in at.warning)
-    for expected in ("steps=500 is out of range", "seed=-3 is out of range",
+    for expected in ("steps=501 is out of range", "seed=-3 is out of range",
                      "cfg=nan is out of range", "size=333 is not one of",
                      "'not-a-model' cannot be compared", "weights='gpu-farm' is not one of"):
         assert expected in text
@@ -211,9 +212,53 @@ def test_out_of_range_url_values_are_rejected_with_a_message(app_env):
     assert at.text_area(key="compare_prompt").value == "ok"  # valid values still apply
 
 
+def cli_form(*argv: str) -> compare.FormState:
+    """The Compare form of a comparison made on the command line (``dsdcompare compare ...``)."""
+    import argparse
+
+    from dsdcompare.cli import compare as compare_cli
+
+    parser = argparse.ArgumentParser()
+    compare_cli.configure(parser)
+    args = parser.parse_args(list(argv))
+    return compare.FormState(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed,
+                             steps=args.steps, guidance=args.guidance, size=args.size,
+                             models=("sd-v1-4", "bk-sdm-small"), images=args.images,
+                             repeats=args.repeats, warmup=args.warmup)
+
+
+CLI_ARGS = ("a blue square", "--seed", str(2**40), "--steps", "200", "--guidance", "30",
+            "--size", "320", "--images", "2", "--repeats", "3", "--warmup", "0")
+
+
+def test_a_command_line_comparison_reopens_from_its_link():
+    form = cli_form(*CLI_ARGS)
+    params = compare.to_params(form, "tiny")
+    assert params["seed"] == str(2**40) and params["cfg"] == "30" and params["size"] == "320"
+    back, errors = compare.from_params(params, compare.FormState(), SEED_MODELS)
+    assert (back, errors) == (form, [])
+    back.request().validate()  # and the engine runs it as the CLI did
+
+
+def test_a_command_line_comparison_link_opens_the_page_with_its_values(app_env):
+    form = cli_form(*CLI_ARGS)
+    at = app(params=compare.to_params(form, "tiny"))
+    assert not at.error
+    assert all(not w.value.startswith("Link") for w in at.warning)
+    assert at.number_input(key="compare_seed").value == 2**40
+    assert at.number_input(key="compare_steps").value == 200
+    assert at.number_input(key="compare_guidance").value == 30.0
+    assert at.selectbox(key="compare_size").value == 320
+    assert at.number_input(key="compare_images").value == 2
+    assert at.number_input(key="compare_repeats").value == 3
+    assert at.number_input(key="compare_warmup").value == 0
+    assert at.multiselect(key="compare_models").value == ["sd-v1-4", "bk-sdm-small"]
+    assert not at.image
+
+
 def test_offline_default_is_the_toy_pair_else_tiny_standins_with_a_banner(tmp_path, monkeypatch):
     monkeypatch.setenv("DSDCOMPARE_STORE", str(tmp_path / "results.sqlite"))
-    monkeypatch.delenv(settings.MODE_ENV, raising=False)
+    monkeypatch.delenv(sidebar.MODE_ENV, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from ui import resources
 
@@ -224,7 +269,7 @@ def test_offline_default_is_the_toy_pair_else_tiny_standins_with_a_banner(tmp_pa
         resources.detected_mode.clear()
     caption = next(c.value for c in at.sidebar.caption if c.value.startswith("Auto"))
     assert "HF_HUB_OFFLINE is set" in caption
-    if settings.toy_weights_ready():
+    if sidebar.toy_weights_ready():
         assert at.multiselect(key="compare_models").value == ["toy-teacher", "toy-student"]
         assert any(i.value.startswith("Toy models") for i in at.info)
     else:
@@ -233,10 +278,10 @@ def test_offline_default_is_the_toy_pair_else_tiny_standins_with_a_banner(tmp_pa
         assert any(w.value.startswith("Stand-in models") for w in at.warning)
 
 
-@pytest.mark.skipif(not settings.toy_weights_ready(), reason="toy weights not trained yet "
+@pytest.mark.skipif(not sidebar.toy_weights_ready(), reason="toy weights not trained yet "
                     "(python -m dsdcompare toyzoo train)")
 def test_toy_pair_compares_side_by_side_scored_by_the_toy_clip(app_env, monkeypatch):
-    monkeypatch.setenv(settings.MODE_ENV, "toy")
+    monkeypatch.setenv(sidebar.MODE_ENV, "toy")
     at = app()
     at.text_area(key="compare_prompt").set_value("a red circle on a blue background")
     at.button(key="compare_generate").click().run()
@@ -346,7 +391,7 @@ def test_models_page_shows_the_registry_and_what_each_student_drops(app_env):
         assert column in registry.columns
     params = next(d.value for d in at.dataframe if "UNet (M)" in d.value.columns)
     unet = dict(zip(params["model"], params["UNet (M)"]))
-    assert unet["SD v1.4"] == pytest.approx(859.52, abs=0.01)  # FACTS.md
+    assert unet["SD v1.4"] == pytest.approx(859.52, abs=0.01)  # CompVis unet/config.json, counted
     assert unet["BK-SDM-Small"] == pytest.approx(482.35, abs=0.01)
     diffs = [d.value.set_index("setting") for d in at.dataframe if "setting" in d.value.columns]
     bk, ssd = diffs[0], diffs[1]  # registry order: BK-SDM-Small, then SSD-1B
@@ -392,33 +437,67 @@ def test_two_sessions_generating_at_once_get_correct_images(app_env):
 def test_detect_mode_is_cheap_and_says_why():
     never = lambda: pytest.fail("must not be asked")  # noqa: E731
     yes, no = (lambda: True), (lambda: False)
-    assert settings.detect_mode({settings.MODE_ENV: "toy"}, cached=never).mode == "toy"
-    assert settings.detect_mode({}, cached=yes).mode == "hub"
-    offline = settings.detect_mode({"HF_HUB_OFFLINE": "1"}, gpu=True, cached=no, online=never,
+    assert sidebar.detect_mode({sidebar.MODE_ENV: "toy"}, cached=never).mode == "toy"
+    assert sidebar.detect_mode({}, cached=yes).mode == "hub"
+    offline = sidebar.detect_mode({"HF_HUB_OFFLINE": "1"}, gpu=True, cached=no, online=never,
                                    toy_ready=yes)
     assert (offline.mode, "HF_HUB_OFFLINE" in offline.reason) == ("toy", True)
-    no_toy = settings.detect_mode({"HF_HUB_OFFLINE": "1"}, cached=no, toy_ready=no)
+    no_toy = sidebar.detect_mode({"HF_HUB_OFFLINE": "1"}, cached=no, toy_ready=no)
     assert no_toy.mode == "tiny" and "toy weights are not built" in no_toy.reason
-    assert settings.detect_mode({}, gpu=True, cached=no, online=yes).mode == "hub"
-    assert settings.detect_mode({}, gpu=False, cached=no, online=never, toy_ready=yes).mode == "toy"
+    assert sidebar.detect_mode({}, gpu=True, cached=no, online=yes).mode == "hub"
+    assert sidebar.detect_mode({}, gpu=False, cached=no, online=never, toy_ready=yes).mode == "toy"
     with pytest.raises(ValueError, match="not one of"):
-        settings.detect_mode({settings.MODE_ENV: "cloud"})
+        sidebar.detect_mode({sidebar.MODE_ENV: "cloud"})
+
+
+@pytest.mark.parametrize("choice, mode, expected", [
+    ("auto", "hub", ("openai/clip-vit-large-patch14", False)),
+    ("auto", "tiny", ("tiny", True)),
+    ("auto", "arch", ("tiny", True)),
+    ("default", "tiny", ("openai/clip-vit-large-patch14", False)),
+    ("tiny", "hub", ("tiny", True)),
+    ("none", "hub", (None, False)),
+])
+def test_sidebar_scorer_choices_resolve_through_the_recording_path(choice, mode, expected):
+    record_choice, checkpoint, standin = sidebar.scorer_for(choice, sidebar.MODES[mode])
+    assert (checkpoint, standin) == expected
+    from dsdcompare.record import scorer_checkpoint
+    from dsdcompare.registry import get_model
+
+    models = [get_model(k) for k in sidebar.MODES[mode].default_models]
+    assert scorer_checkpoint(record_choice, models, sidebar.MODES[mode].source) == expected
+
+
+def test_sidebar_toy_scorer_is_the_toy_clip_or_the_tiny_standin():
+    from dsdcompare.registry import TOY_CLIP_DIR
+
+    for choice in ("auto", "toy"):
+        _, checkpoint, standin = sidebar.scorer_for(choice, sidebar.MODES["toy"])
+        assert standin and checkpoint == (str(TOY_CLIP_DIR) if TOY_CLIP_DIR.is_dir() else "tiny")
+    with pytest.raises(ValueError, match="not one of"):
+        sidebar.scorer_for("best", sidebar.MODES["hub"])
+
+
+def test_weight_modes_offer_what_their_source_can_load():
+    assert sidebar.model_choices(sidebar.MODES["toy"]) == ["toy-teacher", "toy-student"]
+    for mode in ("tiny", "arch", "hub"):
+        assert sidebar.model_choices(sidebar.MODES[mode])[:4] == SEED_MODELS
 
 
 def test_dns_check_never_hangs():
     started = time.perf_counter()
-    assert settings.resolves("dsdcompare-test.invalid", timeout_s=0.5) is False
+    assert sidebar.resolves("dsdcompare-test.invalid", timeout_s=0.5) is False
     assert time.perf_counter() - started < 2.0
 
 
 def test_form_round_trips_through_the_url():
-    form = formstate.FormState(prompt="a cat, 4k", negative_prompt="blurry", seed=42, steps=7,
+    form = compare.FormState(prompt="a cat, 4k", negative_prompt="blurry", seed=42, steps=7,
                                guidance=8.5, size=None, models=("ssd-1b", "sdxl-base"),
                                repeats=3, warmup=0)
-    params = formstate.to_params(form, "tiny")
+    params = compare.to_params(form, "tiny")
     assert params["size"] == "native" and params["weights"] == "tiny"
-    back, errors = formstate.from_params(params, formstate.FormState(), SEED_MODELS)
+    back, errors = compare.from_params(params, compare.FormState(), SEED_MODELS)
     assert (back, errors) == (form, [])
-    _, errors = formstate.from_params({"steps": "abc", "zoom": "2"}, form, SEED_MODELS)
+    _, errors = compare.from_params({"steps": "abc", "zoom": "2"}, form, SEED_MODELS)
     assert errors[0].startswith("Link parameter rejected: steps='abc' is not an integer")
     assert "Kept 7" in errors[0] and "zoom" in errors[1]

@@ -1,12 +1,15 @@
-"""The dashboard's helpers (Streamlit lives here and in ``dashboard.py`` / ``pages/``, never in
-``dsdcompare``).
+"""The dashboard's helpers, one module per feature (Streamlit lives here and in ``dashboard.py``
+/ ``pages/``, never in ``dsdcompare``; domain rules live in ``dsdcompare``).
 
-- :mod:`ui.settings` — which weights, models and scorer a session uses (pure, no Streamlit).
-- :mod:`ui.formstate` — the Compare form as plain data, to and from the URL (pure).
-- :mod:`ui.prompts` — prompt token counting and what CLIP truncates (pure).
+- :mod:`ui.sidebar` — weight modes, the scorer choice, session settings, the sidebar, banners.
+- :mod:`ui.compare` — the Compare form as data, its link, its widgets, running it, its outcome.
+- :mod:`ui.results` — drawing Results: live progress, image columns, table, downloads.
+- :mod:`ui.history` — the History page: stored runs, side by side, exports, bundles.
+- :mod:`ui.models` — the Models page: registry, parameters, teacher/student differences.
+- :mod:`ui.speed_quality` — the Speed vs quality page's filters.
 - :mod:`ui.resources` — ``st.cache_resource`` / ``st.cache_data`` wrappers (pipelines, scorers,
-  stores, tables).
-- :mod:`ui.state` — session defaults, initialised once.
-- :mod:`ui.widgets` — ``*_ui`` functions: draw widgets, return plain values.
-- :mod:`ui.views` — draw results (image columns, tables, downloads).
+  stores, tables, figures).
+- :mod:`ui.common` — small shared helpers.
+
+A page calls a few ``*_ui`` functions: each draws widgets and returns plain values.
 """

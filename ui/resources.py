@@ -18,7 +18,6 @@ import streamlit as st
 
 from dsdcompare import charts
 
-
 # --- shared resources ------------------------------------------------------------------------------
 
 @st.cache_resource(show_spinner=False)
@@ -51,7 +50,7 @@ def host() -> dict:
 @st.cache_resource(show_spinner=False)
 def detected_mode():
     """The default weight mode of this server (decided once per process, in about a second)."""
-    from .settings import detect_mode
+    from .sidebar import detect_mode
 
     return detect_mode(gpu=host()["gpu"])
 
@@ -92,9 +91,10 @@ def store_stamp(path: str) -> tuple:
     return tuple(stamps)
 
 
-def open_store(path: str, readonly: bool, *, create: bool = False):
-    """``(store, None)`` or ``(None, why)``: a missing store (unless ``create``) or a bad file is
-    a message, not an exception. Pages that only read never create a store."""
+def cached_store(path: str, readonly: bool, *, create: bool = False):
+    """The shared :func:`store` as ``(store, None)`` or ``(None, why)``: a missing store (unless
+    ``create``) or a bad file is a message, not an exception. Pages that only read never create
+    a store."""
     from dsdcompare.store import StoreError
 
     if (readonly or not create) and not Path(path).exists():
@@ -145,16 +145,12 @@ def _figures(df: pd.DataFrame, per_mp: bool) -> dict:
 
 
 @st.cache_data(show_spinner="Counting parameters (meta device, no weights)…")
-def params_table(models: tuple[tuple[str, str], ...]) -> pd.DataFrame | None:
+def params_table(models: tuple[tuple[str, str], ...]) -> pd.DataFrame:
     """Millions of parameters per component of each ``(model, source)`` (``count_params``).
 
-    None when ``dsdcompare.profiling`` is not installed; a model that cannot be counted gets
-    its error in the ``error`` column.
+    A model that cannot be counted gets its error in the ``error`` column.
     """
-    try:
-        from dsdcompare.profiling import count_params
-    except ImportError:
-        return None
+    from dsdcompare.profiling import count_params
     from dsdcompare.registry import get_model
 
     labels = {"unet": "UNet", "text_encoder": "text encoder", "text_encoder_2": "text encoder 2",

@@ -1,48 +1,40 @@
-"""Drawing results: live progress, one column per model, the compact table, downloads.
+"""Drawing engine Results: live progress, one column per model, the compact table, downloads.
 
-These functions draw; the numbers come from engine Results (or Results rebuilt from the store
-with ``Store.load_result``), so a live comparison and a stored one look the same.
+The numbers come from engine Results (or Results rebuilt from the store with
+``Store.load_result``), so a live comparison (Compare) and a stored one (History) look the same.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import re
 import time
 
+import pandas as pd
 import streamlit as st
 from PIL import Image
 
 from dsdcompare import charts
 from dsdcompare.registry import get_model
 
-from .tables import compact_results
+from .common import png_bytes, slug
 
 DISPLAY_MIN_PX = 256  # small images (toy 32 px, stand-ins 64 px) are enlarged crisply to this
 MAX_COLUMNS = 4  # image columns per row
-
-
-def banners(texts: tuple[str, ...], mode_key: str) -> None:
-    """The stand-in / toy banners every page shows."""
-    for text in texts:
-        if mode_key == "toy" and text.startswith("Toy models"):
-            st.info(text, icon=":material/toys:")
-        else:
-            st.warning(text, icon=":material/warning:")
-
-
-def messages(texts: list[str]) -> None:
-    """Warnings collected before drawing (rejected link values, resets)."""
-    for text in texts:
-        st.warning(text, icon=":material/link_off:" if text.startswith("Link") else None)
+#: Compact results table: column of the flat results frame -> shown label.
+COMPACT = {
+    "model_name": "model", "load_s": "load s", "first_call_s": "first call s",
+    "median_s": "steady s (median)", "min_s": "min s", "max_s": "max s", "text_s": "text s",
+    "denoise_s": "denoise s", "decode_s": "decode s", "safety_s": "safety s", "other_s": "other s",
+    "its_per_s": "it/s", "peak_memory_mb": "peak memory MB", "clip_score": "CLIP score",
+    "psnr": "PSNR vs teacher dB", "ssim": "SSIM vs teacher", "flags": "flags", "error": "error",
+}
 
 
 class ProgressPanel:
     """Live progress of a comparison: an ``st.status`` with a bar per model and step.
 
     Call it with each :class:`dsdcompare.engine.Progress` event (the ``progress=`` callback of
-    ``compare``) and :meth:`finished` with each Result (the ``on_result=`` callback).
+    ``run_request``) and :meth:`finished` with each Result (its ``on_result=`` callback).
     """
 
     PHASES = {"load": "loading the pipeline", "warmup": "warm-up call", "repeat": "timed call",
@@ -95,6 +87,10 @@ class ProgressPanel:
         self.status.update(label=f"{ok} of {len(results)} models finished in {took:.1f} s",
                            state=state, expanded=False)
 
+    def failed(self) -> None:
+        """Mark the panel as not run (the request was refused before any model ran)."""
+        self.status.update(label="Not run", state="error")
+
 
 def display_image(image: Image.Image) -> Image.Image:
     """Small images enlarged by an integer factor, nearest neighbour (pixels stay pixels)."""
@@ -102,18 +98,6 @@ def display_image(image: Image.Image) -> Image.Image:
     if factor == 1:
         return image
     return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """PNG file contents of ``image``."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def slug(text: str) -> str:
-    """A file-name-safe slug."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:48] or "image"
 
 
 def caption(result) -> str:
@@ -142,23 +126,21 @@ def result_columns(results, *, key_prefix: str, prompt: str, seed: int,
     for start in range(0, len(results), MAX_COLUMNS):
         row = results[start:start + MAX_COLUMNS]
         cols = st.columns(MAX_COLUMNS if len(results) > MAX_COLUMNS else len(row), gap="medium")
-        for col, r in zip(cols, row):
+        for col, r in zip(cols, row, strict=False):  # the last row may be short
             with col, st.container(border=True):
                 _result_cell(r, key_prefix=key_prefix, prompt=prompt, seed=seed, mixed=mixed)
 
 
 def _result_cell(r, *, key_prefix: str, prompt: str, seed: int, mixed: bool) -> None:
     st.markdown(f"**{r.model_name}**")
-    badges = []
     if r.teacher:
         try:
             teacher = get_model(r.teacher).name
         except ValueError:
             teacher = r.teacher
-        badges.append(f":blue-badge[student of {teacher.split(' (')[0]}]")
+        st.markdown(f":blue-badge[student of {teacher.split(' (')[0]}]")
     else:
-        badges.append(":gray-badge[teacher / base]")
-    st.markdown(" ".join(badges))  # one line: the images of a row stay aligned
+        st.markdown(":gray-badge[teacher / base]")  # one line: the images of a row stay aligned
     if not r.success:
         st.error(r.error or "failed", icon=":material/error:")
         if getattr(r, "error_detail", None):
@@ -169,7 +151,11 @@ def _result_cell(r, *, key_prefix: str, prompt: str, seed: int, mixed: bool) -> 
         st.warning("No image was stored for this result.")
         return
     image = r.images[0]
-    st.image(display_image(image), caption=caption(r), width="stretch")
+    if len(r.images) == 1:
+        st.image(display_image(image), caption=caption(r), width="stretch")
+    else:  # several images per prompt: all of them, the numbers once
+        st.image([display_image(i) for i in r.images], width=DISPLAY_MIN_PX // 2)
+        st.caption(caption(r))
     if r.standin and mixed:
         st.caption(":orange[stand-in weights: this image is noise]")
     fid = r.fidelity or {}
@@ -181,6 +167,18 @@ def _result_cell(r, *, key_prefix: str, prompt: str, seed: int, mixed: bool) -> 
         "PNG", data=png_bytes(image), mime="image/png", icon=":material/download:",
         file_name=f"{r.model}-seed{seed}-{slug(prompt)}.png", on_click="ignore",
         key=f"{key_prefix}_png_{r.model}", width="stretch")
+
+
+def compact_results(df: pd.DataFrame) -> pd.DataFrame:
+    """The Compare/History results table: timings, stages, it/s, memory, score, flags."""
+    out = df.copy()
+    out["peak_memory_mb"] = pd.to_numeric(out["peak_memory_bytes"], errors="coerce") / 2**20
+    if not (pd.to_numeric(out["safety_s"], errors="coerce").fillna(0) > 0).any():
+        out = out.drop(columns=["safety_s"])
+    if out["error"].isna().all() or (out["error"].fillna("") == "").all():
+        out = out.drop(columns=["error"])
+    cols = [c for c in COMPACT if c in out]
+    return out[cols].rename(columns=COMPACT).reset_index(drop=True)
 
 
 def results_table(results) -> None:
@@ -220,38 +218,3 @@ def downloads(results, *, key_prefix: str, prompt: str, seed: int) -> None:
                        data=json.dumps([r.to_dict() for r in results], indent=1, default=str),
                        file_name=f"{stem}.json", mime="application/json", on_click="ignore",
                        key=f"{key_prefix}_json", icon=":material/data_object:", width="stretch")
-
-
-def store_downloads(store, run_ids: list[int], *, key_prefix: str) -> None:
-    """CSV, JSON and bundle downloads of the listed runs, built only when clicked."""
-    import tempfile
-    from pathlib import Path
-
-    ids = [int(i) for i in run_ids]
-
-    def export(kind: str):
-        def build() -> bytes:
-            with tempfile.TemporaryDirectory(prefix="dsdcompare-dl-") as td:
-                path = Path(td) / f"export.{kind}"
-                if kind == "csv":
-                    store.export_csv(path, run_id=ids)
-                elif kind == "json":
-                    store.export_json(path, run_id=ids)
-                else:
-                    store.export_bundle(path, run_ids=ids)
-                return path.read_bytes()
-        return build
-
-    n = f"{len(ids)} run{'s' if len(ids) != 1 else ''}"
-    c1, c2, c3, _ = st.columns([1, 1, 1, 1.5])
-    c1.download_button(f"CSV ({n})", data=export("csv"), file_name="dsdcompare-results.csv",
-                       mime="text/csv", on_click="ignore", key=f"{key_prefix}_csv",
-                       icon=":material/table:", width="stretch", disabled=not ids)
-    c2.download_button(f"JSON ({n})", data=export("json"), file_name="dsdcompare-results.json",
-                       mime="application/json", on_click="ignore", key=f"{key_prefix}_json",
-                       icon=":material/data_object:", width="stretch", disabled=not ids)
-    c3.download_button(f"Bundle .zip ({n})", data=export("zip"),
-                       file_name="dsdcompare-bundle.zip", mime="application/zip",
-                       on_click="ignore", key=f"{key_prefix}_bundle",
-                       icon=":material/folder_zip:", width="stretch", disabled=not ids,
-                       help="Database and images in one file: open it here or on the demo.")

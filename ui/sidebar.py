@@ -1,10 +1,10 @@
-"""Which weights, models, scorer and form defaults a dashboard session uses (no Streamlit here).
+"""The sidebar: which weights, device, precision, CLIP scorer and results store a session uses.
 
 The dashboard offers four *weight modes*; each is one engine ``source`` plus the models and the
 CLIP scorer that make sense with it:
 
 =======  ==========  =====================================  ===================================
-mode     source      models                                  scorer
+mode     source      models                                  scorer (auto)
 =======  ==========  =====================================  ===================================
 hub      ``hub``     the four seed models (real weights)     ``openai/clip-vit-large-patch14``
 toy      ``local``   the trained toy teacher/student pair    the toy CLIP (``toyzoo/weights``)
@@ -16,6 +16,9 @@ arch     ``arch``    full-size architectures, random weights  the tiny random CL
 models' weights are already in the local Hugging Face cache, or a GPU is present and
 ``huggingface.co`` resolves within a second; otherwise the toy pair when its weights are
 committed, else the tiny stand-ins. The sidebar shows the choice and lets the user override it.
+Which scorer a choice means is :func:`dsdcompare.record.scorer_checkpoint`'s rule, the CLI's too.
+
+Widget keys start with ``sb_``; :func:`settings` resolves them into a :class:`Settings`.
 """
 
 from __future__ import annotations
@@ -23,11 +26,19 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
-from dsdcompare.registry import SEED_MODELS, TOY_MODELS, TOY_CLIP_DIR, get_model, list_models
+import streamlit as st
+
+from dsdcompare.loading import DTYPES
+from dsdcompare.metrics import DEFAULT_CHECKPOINT, SCORER_STANDIN
+from dsdcompare.record import scorer_checkpoint
+from dsdcompare.registry import SEED_MODELS, TOY_MODELS, get_model, list_models
+from dsdcompare.zoo import can_load
+
+from . import resources
 
 #: Environment variable that forces the default weight mode (hub | toy | tiny | arch).
 MODE_ENV = "DSDCOMPARE_DASHBOARD_MODE"
@@ -47,13 +58,8 @@ class Mode:
     banner: str  # what every page says while this mode is active ("" for none)
 
     def serves(self, key: str) -> bool:
-        """Whether this mode's source can load the model ``key``."""
-        spec = get_model(key)
-        if self.source == "hub":
-            return bool(spec.repo_id)
-        if self.source == "local":
-            return bool(spec.local_dir)
-        return bool(spec.arch)
+        """Whether this mode's source can load the model ``key`` (:func:`dsdcompare.zoo.can_load`)."""
+        return can_load(get_model(key), self.source)
 
 
 MODES: dict[str, Mode] = {m.key: m for m in (
@@ -75,8 +81,10 @@ SCORER_CHOICES = {"auto": "Auto (follows the weights)", "none": "None (no CLIP s
                   "default": "CLIP ViT-L/14 (openai/clip-vit-large-patch14)",
                   "toy": "Toy CLIP (trained on synthetic shapes)",
                   "tiny": "Tiny random CLIP (stand-in, meaningless)"}
-#: Common sizes offered in the form; ``None`` is each model's native size.
-SIZES = (None, 64, 128, 256, 512, 768, 1024)
+#: Sidebar scorer choice -> the choice dsdcompare.record reads (its "default" follows the models,
+#: which the sidebar calls "auto"; the sidebar's "default" is ViT-L/14 whatever the weights).
+_RECORD_CHOICE = {"auto": "auto", "none": "none", "default": DEFAULT_CHECKPOINT, "toy": "toy",
+                  "tiny": SCORER_STANDIN}
 
 
 @dataclass(frozen=True)
@@ -88,16 +96,6 @@ class Detected:
 
 
 @dataclass(frozen=True)
-class FormDefaults:
-    """Form values that suit the host and mode, and why (shown under the form)."""
-
-    steps: int
-    size: int | None  # None: native
-    guidance: float
-    note: str
-
-
-@dataclass(frozen=True)
 class Settings:
     """What the sidebar chose, resolved: everything a page needs to run or read."""
 
@@ -105,7 +103,8 @@ class Settings:
     mode_reason: str  # why this mode (auto detection or "chosen in the sidebar")
     device: str  # "auto" | "cpu" | "cuda" | ...
     dtype: str  # "auto" | "fp32" | "fp16" | "bf16"
-    scorer: str | None  # checkpoint passed to load_scorer (None: no scoring)
+    scorer_choice: str  # what dsdcompare.record.open_scorer reads ("auto", "none", a checkpoint)
+    scorer: str | None  # the checkpoint it resolves to (None: no scoring)
     scorer_standin: bool  # the scorer's numbers are meaningless for real models
     store_path: str  # the active results store (SQLite file or a bundle .zip)
     save: bool  # store each comparison
@@ -116,6 +115,8 @@ class Settings:
         """Bundles are opened read-only."""
         return self.store_path.lower().endswith(".zip")
 
+
+# --- the default weight mode ---------------------------------------------------------------------
 
 def toy_weights_ready() -> bool:
     """Both toy models are committed (a ``model_index.json`` in each folder)."""
@@ -194,33 +195,20 @@ def detect_mode(env: Mapping[str, str] | None = None, *, gpu: bool = False,
     return Detected("tiny", why + "; the toy weights are not built yet, so showing tiny stand-ins")
 
 
-def resolve_scorer(choice: str, mode: Mode) -> tuple[str | None, bool]:
-    """The checkpoint for a sidebar scorer ``choice`` under ``mode``, and whether it is a stand-in.
-
-    ``auto`` follows the mode: ViT-L/14 for hub, the toy CLIP for toy (the tiny CLIP when the
-    toy CLIP is not built), the tiny CLIP for random-weight stand-ins.
-    """
-    from dsdcompare.metrics import DEFAULT_CHECKPOINT, SCORER_STANDIN
-
-    if choice not in SCORER_CHOICES:
-        raise ValueError(f"scorer choice {choice!r} is not one of {list(SCORER_CHOICES)}")
-    if choice == "auto":
-        choice = {"hub": "default", "toy": "toy"}.get(mode.key, "tiny")
-    if choice == "none":
-        return None, False
-    if choice == "toy":
-        if TOY_CLIP_DIR.is_dir():
-            return str(TOY_CLIP_DIR), True
-        return SCORER_STANDIN, True
-    if choice == "tiny":
-        return SCORER_STANDIN, True
-    return DEFAULT_CHECKPOINT, False
+def mode_from_params(params: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The link's ``weights`` parameter: ``(mode, None)``, ``(None, error)`` or ``(None, None)``."""
+    value = params.get("weights")
+    if value is None:
+        return None, None
+    if value not in MODES:
+        return None, f"weights={value!r} is not one of {', '.join(MODES)}"
+    return value, None
 
 
-def banners(mode: Mode, scorer: str | None, scorer_standin: bool) -> tuple[str, ...]:
+# --- resolved settings ---------------------------------------------------------------------------
+
+def banner_texts(mode: Mode, scorer: str | None, scorer_standin: bool) -> tuple[str, ...]:
     """What every page says about stand-ins: models first, then the scorer."""
-    from dsdcompare.metrics import SCORER_STANDIN
-
     out = [mode.banner] if mode.banner else []
     if mode.key == "toy" and not toy_weights_ready():
         out.append("The toy weights are not built here (python -m dsdcompare toyzoo train), so "
@@ -239,19 +227,111 @@ def model_choices(mode: Mode) -> list[str]:
     return [k for k in list_models() if mode.serves(k)]
 
 
-def form_defaults(mode: Mode, device: str) -> FormDefaults:
-    """Steps, size and guidance that finish in reasonable time on ``device`` (cpu | cuda | mps)."""
-    if mode.key == "toy":
-        specs = [get_model(k) for k in mode.default_models]
-        steps = max(s.steps for s in specs)
-        guidance = max(s.guidance for s in specs)  # the toy pair's own (3.0): 7.5 over-saturates
-        return FormDefaults(steps, None, guidance, f"Toy pair: native 32 px, {steps} steps, "
-                                                   f"guidance {guidance:g} (well under a second "
-                                                   "per image on a CPU).")
-    if mode.key == "tiny":
-        return FormDefaults(4, 64, 7.5, "Tiny stand-ins: 64 px and 4 steps (seconds per model).")
-    if device == "cpu":
-        return FormDefaults(4, 256, 7.5, "CPU-only host: 256 px and 4 steps, so four models "
-                                         "finish in minutes rather than hours; raise both on a "
-                                         "GPU (the models were trained for native size, 30 steps).")
-    return FormDefaults(30, None, 7.5, "GPU: native size and 30 steps, as in the model cards.")
+def scorer_for(choice: str, mode: Mode) -> tuple[str, str | None, bool]:
+    """A sidebar scorer ``choice`` under ``mode``: the choice ``dsdcompare.record`` reads, the
+    checkpoint it means (None: no scoring) and whether its numbers are a stand-in's or toy's.
+
+    ``auto`` follows the weights: ViT-L/14 for real models, the toy CLIP for the toy pair (the
+    tiny CLIP when the toy CLIP is not built), the tiny CLIP for random-weight stand-ins.
+    """
+    if choice not in SCORER_CHOICES:
+        raise ValueError(f"scorer choice {choice!r} is not one of {list(SCORER_CHOICES)}")
+    record_choice = _RECORD_CHOICE[choice]
+    # the banner names the scorer before any model is chosen: the mode's own models decide it
+    checkpoint, standin = scorer_checkpoint(
+        record_choice, [get_model(k) for k in mode.default_models], mode.source)
+    return record_choice, checkpoint, standin
+
+
+def init_session() -> None:
+    """Set the sidebar's session defaults once (idempotent; the frame calls it every run)."""
+    ss = st.session_state
+    if "sb_mode" not in ss:
+        mode, error = mode_from_params(st.query_params.to_dict())
+        ss.sb_mode = mode or "auto"
+        ss.url_errors = [f"Link parameter rejected: {error}. Kept automatic choice."] if error else []
+    ss.setdefault("sb_device", "auto")
+    ss.setdefault("sb_dtype", "auto")
+    ss.setdefault("sb_scorer", "auto")
+    ss.setdefault("sb_store", resources.default_store_path())
+    ss.setdefault("sb_save", True)
+
+
+def settings() -> Settings:
+    """The sidebar's choices, resolved (auto weight mode, scorer, stand-in banners)."""
+    init_session()
+    ss = st.session_state
+    detected = resources.detected_mode()
+    auto = ss.sb_mode == "auto"
+    mode = MODES[detected.mode if auto else ss.sb_mode]
+    choice, scorer, scorer_standin = scorer_for(ss.sb_scorer, mode)
+    return Settings(
+        mode=mode, mode_reason=detected.reason if auto else "chosen in the sidebar",
+        device=ss.sb_device, dtype=ss.sb_dtype, scorer_choice=choice, scorer=scorer,
+        scorer_standin=scorer_standin, store_path=str(ss.sb_store), save=bool(ss.sb_save),
+        banners=banner_texts(mode, scorer, scorer_standin),
+    )
+
+
+def resolved_device(s: Settings) -> str:
+    """``auto`` -> the device this host would use (for defaults and labels)."""
+    return resources.host()["auto_device"] if s.device == "auto" else s.device
+
+
+# --- drawing ------------------------------------------------------------------------------------
+
+def store_info(s: Settings) -> str:
+    """One line under the store field: what happens to comparisons (and a bundle's size)."""
+    if s.store_readonly:
+        store, why = resources.cached_store(s.store_path, readonly=True)
+        return (f"Read-only bundle: {why}" if store is None else
+                f"Read-only bundle, {len(store.runs())} runs. Comparisons are not saved.")
+    return "Comparisons are saved here as each model finishes." if s.save else \
+        "Comparisons are not saved."
+
+
+def sidebar_ui(s: Settings) -> None:
+    """The frame's sidebar: weights, device, dtype, scorer, results store (values in session)."""
+    detected, host = resources.detected_mode(), resources.host()
+    with st.sidebar:
+        st.markdown("### Settings")
+        st.selectbox(
+            "Weights", ["auto", *MODES], key="sb_mode",
+            format_func=lambda k: (f"Auto → {MODES[detected.mode].label.split(' (')[0]}"
+                                   if k == "auto"
+                                   else MODES[k].label),
+            help="Where the models' weights come from. **Toy pair**: a miniature teacher and "
+                 "student trained by dsdcompare on synthetic shapes. **Tiny stand-ins**: the "
+                 "four seed models shrunk, random weights (noise). **Real weights**: the hub "
+                 "repos (cached, or downloaded on first use). **Full size, random weights**: "
+                 "real latency and memory, noise images. Auto picks real weights only when they "
+                 "are cached, or a GPU can download them.")
+        st.caption(f"{'Auto' if st.session_state.sb_mode == 'auto' else 'Chosen'}: "
+                   f"**{s.mode.key}** — {s.mode_reason}.")
+        c1, c2 = st.columns(2)
+        c1.selectbox("Device", host["devices"], key="sb_device",
+                     help=f"auto = {host['auto_device']} on this host")
+        c2.selectbox("Precision", DTYPES, key="sb_dtype",
+                     help="auto = fp32 on a CPU, fp16 on a GPU")
+        st.selectbox("CLIP scorer", list(SCORER_CHOICES), key="sb_scorer",
+                     format_func=SCORER_CHOICES.get)
+        budget = host["budget_bytes"]
+        st.caption("Pipelines kept loaded: " + (
+            "one at a time (small host)" if budget == 0 else f"up to {budget / 2**30:.1f} GB")
+            + f" of {host['memory_bytes'] / 2**30:.0f} GB memory.")
+        st.markdown("### Results store")
+        st.text_input("Store (SQLite file, folder or bundle .zip)", key="sb_store",
+                      help="Where comparisons are saved and what the History and Speed vs "
+                           "quality pages read. A bundle .zip opens read-only.")
+        st.toggle("Save each comparison", key="sb_save", disabled=s.store_readonly,
+                  help="Store every result (timings, scores, PNGs) as it finishes.")
+        st.caption(store_info(s))
+
+
+def banners_ui(s: Settings) -> None:
+    """The stand-in / toy banners every page shows under its title."""
+    for text in s.banners:
+        if s.mode.key == "toy" and text.startswith("Toy models"):
+            st.info(text, icon=":material/toys:")
+        else:
+            st.warning(text, icon=":material/warning:")

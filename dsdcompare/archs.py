@@ -174,7 +174,7 @@ class Architecture:
     #: Published reconstruction caveat, shown wherever the architecture is used.
     note: str = ""
 
-    def copy(self) -> "Architecture":
+    def copy(self) -> Architecture:
         """A deep copy: callers may edit the dicts freely."""
         return copy.deepcopy(self)
 

@@ -7,19 +7,30 @@ scored; a model that fails becomes a Result with its error while the others go o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
+from .energy import EnergyMeter
 from .environment import environment
 from .errors import InputError
 from .limits import GUIDANCE, IMAGES, REPEATS, SEED, SIZE, STEPS, WARMUP, check_prompt
-from .loading import (LoadedPipeline, PipelineCache, default_budget_bytes, expected_nbytes,
-                      load_pipeline, resolve_device)
+from .loading import (
+    LoadedPipeline,
+    PipelineCache,
+    default_budget_bytes,
+    expected_nbytes,
+    load_pipeline,
+    resolve_device,
+)
 from .registry import ModelSpec
 from .timing import PeakMemory, StageClock, Timing, summarise
+from .zoo import STANDIN_SOURCES
+
 
 class RequestError(InputError):
     """A Request field is invalid; the message names the field, the value and the valid range."""
@@ -40,7 +51,7 @@ class Request:
     warmup: int = 1  # calls excluded from steady state (0 reports the cold call as steady)
     scheduler: str | None = None  # None: the repo's default scheduler; else a diffusers class name
 
-    def validate(self) -> "Request":
+    def validate(self) -> Request:
         """Return self, or raise :class:`RequestError` naming the bad value and the remedy."""
         # one table of limits, shared with the CLI, the dashboard form and its links
         try:
@@ -197,22 +208,12 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
     finish = on_result or (lambda result: None)
     # 2. Each model in turn: load (cached), generate with the timing protocol, check, score
     for index, spec in enumerate(models):
-        def event(phase: str, **kw) -> None:
-            notify(Progress(spec.key, index, len(models), phase, **kw))
-
+        event = functools.partial(_emit, notify, spec.key, index, len(models))
         result = _blank_result(request, spec, source or spec.default_source)
         try:
             event("load")
-            local_dir = local_dirs.get(spec.key)
-            key = (spec.key, result.source, device, dtype, local_dir)
-            cached = key in cache
-            # on a GPU the cache makes room *before* loading (the size comes from the meta
-            # architecture, a few seconds once per model); on a CPU eviction after is enough
-            size = (expected_nbytes(spec, result.source, dtype, device)
-                    if device.startswith("cuda") and not cached else None)
-            loaded = cache.get(key, lambda: load_pipeline(spec, result.source, device=device,
-                                                          dtype=dtype, local_dir=local_dir),
-                               nbytes=size)
+            loaded, cached = _cached_pipeline(cache, spec, result.source, device, dtype,
+                                              local_dirs.get(spec.key))
             _describe_loaded(result, loaded)
             arrays = generate(loaded, request, result, load_cached=cached,
                               speed_options=speed_options, event=event)
@@ -234,6 +235,24 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
     return results
 
 
+def _emit(notify: ProgressFn, model: str, index: int, total: int, phase: str, **kw) -> None:
+    notify(Progress(model, index, total, phase, **kw))
+
+
+def _cached_pipeline(cache: PipelineCache, spec: ModelSpec, source: str, device: str, dtype: str,
+                     local_dir: str | None) -> tuple[LoadedPipeline, bool]:
+    """The loaded pipeline from ``cache`` (loading it on a miss), and whether it was cached."""
+    key = (spec.key, source, device, dtype, local_dir)
+    cached = key in cache
+    # on a GPU the cache makes room *before* loading (the size comes from the meta
+    # architecture, a few seconds once per model); on a CPU eviction after is enough
+    size = expected_nbytes(spec, source, dtype, device) if device.startswith("cuda") and not cached \
+        else None
+    loaded = cache.get(key, lambda: load_pipeline(spec, source, device=device, dtype=dtype,
+                                                  local_dir=local_dir), nbytes=size)
+    return loaded, cached
+
+
 def teachers_first(models: list[ModelSpec]) -> list[ModelSpec]:
     """``models`` reordered so that a teacher comes right before the first of its students."""
     keys = [m.key for m in models]
@@ -251,7 +270,7 @@ def _blank_result(request: Request, spec: ModelSpec, source: str) -> Result:
     size = request.size_for(spec)
     return Result(
         model=spec.key, model_name=spec.name, success=False, error=None, source=source,
-        standin=source in ("tiny", "arch"), toy=spec.toy,
+        standin=source in STANDIN_SOURCES, toy=spec.toy,
         repo=spec.repo_id if source == "hub" else spec.local_dir, revision=spec.revision,
         teacher=spec.teacher, prompt=request.prompt, negative_prompt=request.negative_prompt,
         seed=request.seed, steps=request.steps, guidance=float(request.guidance), width=size,
@@ -358,7 +377,7 @@ def generate(loaded: LoadedPipeline, request: Request, result: Result, *, load_c
         output = None
         iterations = [0]  # UNet iterations of the last call (PNDM runs one more than asked)
         try:
-            with PeakMemory(device) as peak:
+            with PeakMemory(device) as peak, EnergyMeter(device) as meter:
                 for phase, count in (("warmup", request.warmup), ("repeat", request.repeats)):
                     for n in range(count):
                         def on_step(p, i, t, kw, _phase=phase, _n=n):
@@ -368,7 +387,10 @@ def generate(loaded: LoadedPipeline, request: Request, result: Result, *, load_c
 
                         # a fresh generator per call: the same noise for ancestral schedulers
                         gen = torch.Generator("cpu").manual_seed(request.seed)
-                        with torch.inference_mode(), clock.call() as times:
+                        # the meter's window encloses the clock's device syncs: all of the
+                        # call's GPU work falls inside it (only timed calls count)
+                        with meter.window(timed=phase == "repeat"), torch.inference_mode(), \
+                                clock.call() as times:
                             output = call_pipe(**kwargs, latents=latents.clone(), generator=gen,
                                                callback_on_step_end=on_step)
                         if phase == "warmup":
@@ -382,6 +404,8 @@ def generate(loaded: LoadedPipeline, request: Request, result: Result, *, load_c
                               steps=iterations[0], images_per_call=request.images_per_prompt,
                               peak=peak, warmup=request.warmup, device=device,
                               threads=torch.get_num_threads())
+    energy = meter.reading(images=len(calls) * request.images_per_prompt)
+    result.timing.energy_j_per_image, result.timing.energy_note = energy.joules_per_image, energy.note
     if result.timing.contended:
         result.flags.append(
             f"timing: contended ({result.timing.cpu_per_wall:.2f} CPU-seconds per wall-second on "

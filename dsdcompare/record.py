@@ -9,9 +9,9 @@ checkpoint scores a comparison.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .errors import first_line
 

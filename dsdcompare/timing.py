@@ -64,6 +64,8 @@ class Timing:
     cpu_per_wall: float | None = None  # median CPU seconds per wall second of the timed calls
     threads: int | None = None  # torch threads during the timed calls
     contended: bool | None = None  # CPU: the process got far less CPU than its threads could use
+    energy_j_per_image: float | None = None  # NVML energy of the timed calls per image (GPU only)
+    energy_note: str = ""  # how the energy was measured, or why not (dsdcompare.energy)
 
     @classmethod
     def from_dict(cls, data: dict) -> Timing:
@@ -178,7 +180,7 @@ class PeakMemory:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
             import torch
 

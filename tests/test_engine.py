@@ -8,7 +8,6 @@ import sys
 import threading
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
@@ -110,23 +109,14 @@ def test_fresh_pipeline_shares_weights_but_not_the_scheduler(cache):
 def test_a_call_keeps_the_shared_pipeline_in_its_precision():
     # Pipeline.from_pipe would cast the shared modules to fp32 in place on every call
     lp = load_pipeline(get_model("sd-v1-4"), "tiny", device="cpu", dtype="bf16")
+    cache = PipelineCache()
+    cache.get(("sd-v1-4", "tiny", "cpu", "bf16", None), lambda: lp)
     result = compare(replace(REQ, steps=2, repeats=1, warmup=0), [get_model("sd-v1-4")],
-                     source="tiny", device="cpu", dtype="bf16",
-                     cache=_OneCache(("sd-v1-4", "tiny", "cpu", "bf16", None), lp))[0]
+                     source="tiny", device="cpu", dtype="bf16", cache=cache)[0]
     assert result.success and result.dtype == "bf16"
     assert lp.pipe.unet.dtype == torch.bfloat16 and lp.pipe.vae.dtype == torch.bfloat16
     assert lp.pipe.text_encoder.dtype == torch.bfloat16
     assert fresh_pipeline(lp.pipe).scheduler.config == lp.pipe.scheduler.config
-
-
-class _OneCache(dict):
-    """A pipeline cache that already holds one loaded pipeline."""
-
-    def __init__(self, key, loaded):
-        super().__init__({key: loaded})
-
-    def get(self, key, load):
-        return self[key] if key in self else load()
 
 
 def test_one_failing_model_does_not_stop_the_others(cache, tmp_path):

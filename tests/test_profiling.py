@@ -1,7 +1,6 @@
 """Architecture-true profiling: meta-device counts, tiny-size timing, options, ratios, CLI."""
 
 import argparse
-import importlib.util
 import json
 import math
 from dataclasses import replace
@@ -333,28 +332,6 @@ def test_saved_profiles_reprint_and_merge_rounds(tmp_path, capsys):
     assert "2 round(s)" in out
     with pytest.raises(ProfileError, match="cannot read profiles from"):
         profiling.load_profiles(tmp_path / "missing.json")
-
-
-def _gpu_script():
-    path = ROOT / "benchmarks" / "gpu_profile.py"
-    spec = importlib.util.spec_from_file_location("gpu_profile", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gpu_script_table_sets_compiled_beside_eager():
-    gpu = _gpu_script()
-    eager = [_fake("sd-v1-4", 0.05), _fake("bk-sdm-small", 0.03)]
-    compiled = [_fake("sd-v1-4", 0.04, options=SpeedOptions(compile_unet=True).to_dict(),
-                      timings={"unet": ComponentTiming.from_samples([30.0], [0.04])})]
-    rows = gpu.combined_rows(eager, compiled)
-    sd, bk = rows
-    assert sd["compile speed-up"] == pytest.approx(1.25) and sd["compile (s)"] > 29
-    assert sd["est. s/image compiled"] == pytest.approx(
-        eager[0].est_image_s - 30 * 0.05 + 30 * 0.04, abs=0.01)
-    assert bk["UNet ms/step compiled"] is None  # not compiled (e.g. time budget): shown as —
-    assert "| sd-v1-4 |" in gpu.render(eager, compiled, skipped={"bk-sdm-small": "time budget"})
 
 
 # --- the spec, compile/uncompile, one environment, no I/O in the package ----------------------------

@@ -1,10 +1,18 @@
 """The registry: seed models, lookups, user TOML entries and their validation errors."""
 
+import dataclasses
+
 import pytest
 
 from dsdcompare import registry
-from dsdcompare.registry import (ModelSpec, RegistryError, get_model, list_models, parse_models_toml,
-                                 resolve_models)
+from dsdcompare.registry import (
+    ModelSpec,
+    RegistryError,
+    get_model,
+    list_models,
+    parse_models_toml,
+    resolve_models,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +41,7 @@ def test_seed_models_and_pairs():
 
 
 def test_specs_are_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         get_model("sd-v1-4").steps = 3  # type: ignore[misc]
 
 

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import zipfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -242,7 +242,7 @@ def test_runs_queries_by_prompt_model_and_date(store):
     assert [r["run_id"] for r in store.runs(limit=1)] == [c]
     first = store.runs()[-1]
     assert first["models"] == ["m0", "m1"] and first["n_success"] == 2 and first["finished"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert len(store.runs(since=now - timedelta(minutes=5))) == 3
     assert store.runs(since=now + timedelta(minutes=5)) == []
     assert len(store.runs(until=date.today() + timedelta(days=1))) == 3

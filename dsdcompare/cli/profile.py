@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             profiles = _measure(args)
     except (DsdCompareError, ValueError) as err:  # loading's device check is a plain ValueError
         return fail(err)
-    print(report(profiles))
+    print(report(profiles, peak_of=_peak))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "profiles": [p.to_dict() for p in profiles],
@@ -168,3 +168,13 @@ def run(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
     return 0
+
+
+def _peak(profile):
+    """The device's peak for utilisation (measured once on a CPU); None where none is known."""
+    from ..hardware import HardwareError, device_peak
+
+    try:
+        return device_peak(profile.device, profile.dtype, device_name=profile.device_name)
+    except HardwareError:
+        return None

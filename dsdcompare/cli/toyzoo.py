@@ -9,8 +9,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import InputError
 from ..toyzoo import DEFAULT_GUIDANCE, DEFAULT_STEPS, WEIGHTS_DIR, verify_manifest

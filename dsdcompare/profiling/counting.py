@@ -15,6 +15,7 @@ from typing import Any
 
 from ..registry import ModelSpec, get_model
 from ..speed import pipeline_modules
+from ..zoo import STANDIN_SOURCES
 from .stages import ProfileError, check_size, stage_calls
 
 
@@ -29,7 +30,7 @@ def meta_pipeline(spec: ModelSpec, source: str = "arch"):
     from ..archs import get_architecture, miniature
     from ..zoo import WeightsUnavailable, build_components, pipeline_class
 
-    if source not in ("arch", "tiny"):
+    if source not in STANDIN_SOURCES:
         raise ProfileError(f"counting without loading needs a known architecture: source "
                            f"{source!r} is not one of ['arch', 'tiny'] (profile_model counts "
                            f"the loaded pipeline of any source)")

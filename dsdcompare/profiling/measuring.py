@@ -19,6 +19,7 @@ from ..limits import REPEATS, ROUNDS, STEPS, WARMUP, Limit
 from ..loading import dtype_name, release_memory
 from ..registry import ModelSpec, get_model
 from ..speed import SpeedOptions, pipeline_modules
+from ..zoo import STANDIN_SOURCES
 from .counting import meta_twin, pipeline_flops, pipeline_params, vae_decoder_params
 from .results import ComponentTiming, ModelProfile
 from .stages import (
@@ -137,7 +138,7 @@ def profile_model(model: ModelSpec | str, spec: ProfileSpec = ProfileSpec(), *,
     # 5. The profile
     return ModelProfile(
         model=setup.model.key, name=setup.model.name, teacher=setup.model.teacher,
-        source=spec.source, standin=spec.source in ("arch", "tiny"), size=setup.size,
+        source=spec.source, standin=spec.source in STANDIN_SOURCES, size=setup.size,
         latent_size=setup.size // pipe.vae_scale_factor, steps=setup.steps, cfg=spec.cfg,
         device=setup.device, device_name=env.get("device_name", setup.device),
         dtype=dtype_name(setup.torch_dtype), options=spec.options.to_dict(), params=params,
@@ -157,7 +158,9 @@ def _settle(model: ModelSpec | str, spec: ProfileSpec) -> _Setup:
     from ..loading import resolve_device, resolve_dtype
 
     model = get_model(model) if isinstance(model, str) else model
-    size = check_size(spec.size if spec.size is not None else model.native_size)
+    # a model's own native size is valid by registration (the toy pair's is 32 px, under the
+    # limit on sizes a user asks for)
+    size = check_size(spec.size) if spec.size is not None else model.native_size
     steps = _check(STEPS, spec.steps if spec.steps is not None else model.steps)
     device = resolve_device(spec.device)
     torch_dtype = resolve_dtype(spec.dtype, device)
@@ -255,12 +258,12 @@ def time_call(call: Callable[[], Any], device: str) -> tuple[float, float]:
 
 def _notes(setup: _Setup, spec: ProfileSpec, upcast: bool) -> tuple[str, ...]:
     notes = list(setup.dtype_notes)
-    if setup.model.arch and spec.source in ("arch", "tiny"):
+    if setup.model.arch and spec.source in STANDIN_SOURCES:
         from ..archs import get_architecture
 
         if get_architecture(setup.model.arch).note:
             notes.append(get_architecture(setup.model.arch).note)
-    if spec.source in ("arch", "tiny"):
+    if spec.source in STANDIN_SOURCES:
         notes.append("random weights: sizes and timings are real, images would be noise")
     if upcast:
         notes.append("the VAE decodes in fp32 (the pipeline upcasts SDXL's fp16 VAE): timed so")

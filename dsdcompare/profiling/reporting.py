@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..hardware import Peak, utilisation
 from ..published import parse_figure, published_ratio
 from ..registry import get_model
 from ..speed import SpeedOptions
@@ -86,16 +87,20 @@ def _stage_params(profile: ModelProfile, stage: str) -> int:
     return sum(profile.params.get(m, 0) for m in STAGE_MODULES[stage])
 
 
-def profile_table(profiles: Iterable[ModelProfile]) -> list[dict]:
+def profile_table(profiles: Iterable[ModelProfile],
+                  peak_of: Callable[[ModelProfile], Peak | None] | None = None) -> list[dict]:
     """One row per model and component, plus an ``image (est.)`` row per model.
 
     Columns: parameters (M), weight bytes in fp32 and fp16 (GB), GFLOP per call, median and
     range of the measured time (ms), the first call (ms), and the conditions. The image row
     holds the whole pipeline's parameters and ``text + steps x UNet + VAE (+ safety)``.
-    Used by the command line and the dashboard's Models page.
+    With ``peak_of`` (a profile's device peak, e.g. from :func:`dsdcompare.hardware.device_peak`;
+    None where unknown) two more columns: achieved ``TFLOP/s`` and ``utilisation (%)`` of that
+    peak. Used by the command line and the dashboard's Models page.
     """
     rows = []
     for p in profiles:
+        peak = peak_of(p) if peak_of is not None else None
         common = {"model": p.model, "size": p.size, "dtype": p.dtype, "device": p.device,
                   "options": SpeedOptions.from_dict(p.options).label(), "source": p.source}
         for stage in PROFILE_STAGES:
@@ -114,6 +119,8 @@ def profile_table(profiles: Iterable[ModelProfile]) -> list[dict]:
                 "first call (ms)": _ms(statistics.median(t.first_s)) if t and t.first_s else None,
                 "n": len(t.samples_s) if t else 0,
             })
+            if peak_of is not None:
+                rows[-1].update(_achieved(p.flops.get(stage), t.median_s if t else None, peak))
         est_flops = (p.flops.get("text", 0) + p.steps * p.flops.get("unet", 0)
                      + p.flops.get("vae", 0) + p.flops.get("safety", 0))
         rows.append({
@@ -123,7 +130,18 @@ def profile_table(profiles: Iterable[ModelProfile]) -> list[dict]:
             "time (ms)": _ms(p.est_image_s), "min–max (ms)": None,
             "first call (ms)": None, "n": None,
         })
+        if peak_of is not None:
+            rows[-1].update(_achieved(est_flops, p.est_image_s, peak))
     return rows
+
+
+def _achieved(flops: float | None, seconds: float | None, peak: Peak | None) -> dict:
+    """Achieved TFLOP/s and the percentage of ``peak`` (None where not measured or known)."""
+    if not flops or not seconds:
+        return {"TFLOP/s": None, "utilisation (%)": None}
+    rate = flops / seconds
+    return {"TFLOP/s": round(rate / 1e12, 4),
+            "utilisation (%)": round(100 * utilisation(flops, seconds, peak), 2) if peak else None}
 
 
 def summary_table(profiles: Iterable[ModelProfile]) -> list[dict]:
@@ -162,6 +180,8 @@ def format_markdown(rows: list[dict], columns: list[str] | None = None) -> str:
         if value is None or value == "":
             return "—"
         if isinstance(value, float):
+            if 0 < abs(value) < 0.001:  # e.g. a CPU's TFLOP/s: significant digits, not "0"
+                return f"{value:.3g}"
             if abs(value) < 10:
                 return f"{value:,.3f}".rstrip("0").rstrip(".")
             return f"{value:,.1f}".removesuffix(".0")
@@ -179,7 +199,7 @@ def load_profiles(path: str | os.PathLike) -> list[ModelProfile]:
 
     ``dsdcompare profile --from-json`` reprints them (merging rounds with
     :func:`merge_profiles`). Raises :class:`ProfileError` naming the file when it cannot be
-    read or holds no "profiles" list (``benchmarks/gpu_profile.py`` writes "eager" and
+    read or holds no "profiles" list (``benchmarks/gpu_kit.py`` writes "eager" and
     "compiled" lists instead).
     """
     try:
@@ -201,12 +221,18 @@ def merge_profiles(profiles: Iterable[ModelProfile]) -> list[ModelProfile]:
     return list(merged.values())
 
 
-def report(profiles: list[ModelProfile]) -> str:
-    """The printed report: components table, ratios, and the conditions."""
-    parts = ["## Components", "", format_markdown(
-        profile_table(profiles),
-        ["model", "component", "params (M)", "fp32 (GB)", "fp16 (GB)", "GFLOP", "time (ms)",
-         "min–max (ms)", "first call (ms)", "n"])]
+def report(profiles: list[ModelProfile],
+           peak_of: Callable[[ModelProfile], Peak | None] | None = None) -> str:
+    """The printed report: components table, ratios, and the conditions.
+
+    With ``peak_of`` (see :func:`profile_table`) the components table adds achieved TFLOP/s and
+    the utilisation of each profile's device peak, and the conditions name the peaks.
+    """
+    columns = ["model", "component", "params (M)", "fp32 (GB)", "fp16 (GB)", "GFLOP",
+               "time (ms)", "min–max (ms)", "first call (ms)", "n"]
+    if peak_of is not None:
+        columns += ["TFLOP/s", "utilisation (%)"]
+    parts = ["## Components", "", format_markdown(profile_table(profiles, peak_of), columns)]
     ratio_rows = ratio_table(ratios(profiles))
     if ratio_rows:
         parts += ["", "## Student / teacher", "", format_markdown(
@@ -231,6 +257,11 @@ def report(profiles: list[ModelProfile]) -> str:
                          f"torch thread(s) (well below the thread count means the process "
                          f"waited for a shared CPU)")
         parts += [f"- {n}" for n in notes]
+        if peak_of is not None:
+            peaks = {(q.device_name, q.dtype): peak_of(q) for q in profiles}
+            parts += [f"- peak of {name} ({dtype}): "
+                      + (f"{peak.label()}: {peak.source}" if peak else "not known")
+                      for (name, dtype), peak in peaks.items()]
     return "\n".join(parts)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ class ToyScorer:
         self.processor = processor
 
     @classmethod
-    def load(cls, directory: str | Path = WEIGHTS_DIR / "toy-clip") -> "ToyScorer":
+    def load(cls, directory: str | Path = WEIGHTS_DIR / "toy-clip") -> ToyScorer:
         from transformers import CLIPModel, CLIPProcessor
 
         return cls(CLIPModel.from_pretrained(directory), CLIPProcessor.from_pretrained(directory))
@@ -131,7 +132,7 @@ def seconds_per_image(pipes: dict[str, Any], *, steps: int = models.DEFAULT_STEP
     """
     prompt = data.CAPTIONS[0]
     times: dict[str, list[float]] = {k: [] for k in pipes}
-    for k, pipe in pipes.items():  # warm-up
+    for pipe in pipes.values():  # warm-up
         generate(pipe, [prompt], [0], steps=steps, guidance=guidance)
     for r in range(repeats):
         for k, pipe in pipes.items():

@@ -57,6 +57,7 @@ from typing import Any
 
 from .engine import Request
 from .errors import InputError
+from .limits import MAX_WORK_ITEMS
 
 #: Seeds and step counts of a sweep when not given (those of ``compare``).
 DEFAULT_SEEDS = (0,)
@@ -81,7 +82,17 @@ class WorkItem:
 
 def work_items(prompts, seeds: list[int], steps: list[int]) -> list[WorkItem]:
     """Every (prompt, seed, steps), prompt-major: a process's contiguous share then holds whole
-    prompts with all their seeds and step counts, so shares cost about the same."""
+    prompts with all their seeds and step counts, so shares cost about the same.
+
+    Raises :class:`BenchError` before building anything when the sweep would hold more than
+    :data:`~dsdcompare.limits.MAX_WORK_ITEMS` items.
+    """
+    prompts = list(prompts)
+    size = len(prompts) * len(seeds) * len(steps)
+    if size > MAX_WORK_ITEMS:
+        raise BenchError(f"the sweep has {len(prompts)} prompts x {len(seeds)} seeds x "
+                         f"{len(steps)} step counts = {size} items; at most {MAX_WORK_ITEMS}: "
+                         f"give fewer seeds, step counts or prompts (--limit)")
     return [WorkItem(getattr(p, "text", p), seed, n, getattr(p, "category", None))
             for p in prompts for seed in seeds for n in steps]
 

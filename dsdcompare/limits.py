@@ -75,10 +75,14 @@ REPEATS = Limit("repeats", 1, 100)
 WARMUP = Limit("warmup", 0, 10)
 THREADS = Limit("threads", 1, 256)
 ROUNDS = Limit("rounds", 1, 20)  # interleaved profiling rounds
+#: Price of one device-hour in US dollars (the dashboard's cost column; dsdcompare.cost).
+USD_PER_HOUR = Limit("usd_per_hour", 0.0, 1000.0, integer=False)
 #: Characters in a prompt or negative prompt (CLIP reads 77 tokens; more is surely a mistake).
 MAX_PROMPT_CHARS = 2000
 #: Items an expanded list (``--seeds 0-99``, ``--steps 10,20``) may hold.
 MAX_LIST_ITEMS = 10_000
+#: (prompt, seed, steps) items one sweep may hold (checked before the list is built).
+MAX_WORK_ITEMS = 100_000
 
 #: Every numeric limit by the name Request fields use.
 LIMITS: dict[str, Limit] = {lim.name: lim for lim in (

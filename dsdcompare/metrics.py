@@ -587,11 +587,23 @@ def _load_transformers(checkpoint: str, source: str, overrides: dict, device: st
         config = CLIPConfig.from_pretrained(source)
         for key, value in overrides.items():
             setattr(config.text_config, key, value)
-        model = CLIPModel.from_pretrained(source, config=config)
+        # safetensors only, like pipelines: a pickled pytorch_model.bin can run code on load
+        model = CLIPModel.from_pretrained(source, config=config, use_safetensors=True)
         processor = CLIPProcessor.from_pretrained(source)
     except (OSError, ValueError) as err:  # offline and not cached, no such repo, files missing
         raise _unavailable(checkpoint, f"{type(err).__name__}: {err}") from err
     return _TorchmetricsBackend(model, processor, device)
+
+
+def _require_safetensors(checkpoint: str, folder: Path) -> None:
+    """Refuse a local scorer folder without ``.safetensors`` weights: dsdcompare never loads
+    pickled ones (``pytorch_model.bin``, ``*.pt``), which can run code when loaded."""
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth"))
+        raise _unavailable(checkpoint, f"{folder} holds no .safetensors weights"
+                           + (f" (only pickled {', '.join(pickled[:3])})" if pickled else "")
+                           + "; dsdcompare loads safetensors only: save the model with "
+                             "save_pretrained(folder, safe_serialization=True)")
 
 
 def _parse_open_clip(checkpoint: str) -> tuple[str, str | None]:
@@ -617,6 +629,8 @@ def _load_open_clip(checkpoint: str, device: str):
     except ImportError as err:  # pragma: no cover - open-clip-torch is a dependency
         raise _unavailable(checkpoint, "open_clip is not installed: pip install open-clip-torch") from err
     arch, tag = _parse_open_clip(checkpoint)
+    if arch.startswith("local-dir:"):
+        _require_safetensors(checkpoint, Path(arch[len("local-dir:"):]).expanduser())
     known = not arch.startswith(_OPEN_CLIP_SCHEMAS)
     if known and arch not in open_clip.list_models():
         raise ValueError(
@@ -683,6 +697,7 @@ def load_scorer(
                 f"it is neither a local directory nor a known name ({', '.join(TORCHMETRICS_CHECKPOINTS)}, "
                 f"{SCORER_STANDIN!r}, 'open_clip:<arch>/<pretrained tag>').",
             )
+        _require_safetensors(checkpoint, path)
         overrides, source = {}, str(path)
     backend = _load_transformers(checkpoint, source, overrides, device)
     return ClipScorer(backend, checkpoint=checkpoint, standin=bool(standin))

@@ -290,6 +290,11 @@ def parse_models_toml(text: str, *, origin: str = "<models file>") -> list[Model
             if fname not in _TOML_FIELDS:
                 raise RegistryError(f"{origin}: model entry {key!r} has unknown field {fname!r}; "
                                     f"valid fields: {sorted(_TOML_FIELDS)}")
+            allowed = "\n\t" if fname == "notes" else ""  # notes may span lines
+            if isinstance(value, str) and any((ord(c) < 32 or ord(c) == 127) and c not in allowed
+                                              for c in value):
+                raise RegistryError(f"{origin}: model entry {key!r}, field {fname!r}: "
+                                    f"{value[:40]!r} holds a control character; remove it")
             typ = _TOML_TYPES[fname]
             if not isinstance(value, typ) or (isinstance(value, bool) and fname in (
                     "native_size", "steps", "guidance")):

@@ -406,3 +406,12 @@ def test_the_chart_table_and_bench_report_give_identical_numbers(tmp_path, capsy
     assert list(chart["score"]) == list(chart["clip_mean"])
     teacher_first = (99.0 + 31.0) / 2  # prompt 0: seed 0 remeasured at 99, seed 1 scored 31
     assert chart.loc[0, "clip_mean"] == pytest.approx((teacher_first + 31.5 + 32.5) / 3)
+
+
+def test_a_sweep_too_large_is_refused_before_it_is_built():
+    from dsdcompare.limits import MAX_WORK_ITEMS
+
+    with pytest.raises(bench.BenchError, match=r"72 prompts x 10000 seeds x 500 step counts = "
+                                               r"360000000 items; at most 100000"):
+        bench.work_items(["p"] * 72, list(range(10_000)), list(range(1, 501)))
+    assert len(bench.work_items(["p"], [0, 1], [10])) == 2 and MAX_WORK_ITEMS == 100_000

@@ -103,7 +103,6 @@ def run(args) -> int:
 
 def sweep(args, *, models, prompts, seeds, steps, template) -> int:
     """Generate the sweep (sharded under ``accelerate launch``), then report on the main process."""
-    import torch
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
@@ -112,6 +111,7 @@ def sweep(args, *, models, prompts, seeds, steps, template) -> int:
     from ..loading import resolve_device
     from ..record import open_scorer
 
+    items = work_items(prompts, seeds, steps)  # refused here when too large, before any load
     # 2. Processes and devices: one device per process under accelerate
     try:
         device = resolve_device(args.device)
@@ -120,8 +120,6 @@ def sweep(args, *, models, prompts, seeds, steps, template) -> int:
     state = PartialState(cpu=use_cpu(device))
     if args.device == "auto" or (device == "cuda" and state.num_processes > 1):
         device = "cpu" if state.device.type == "cpu" else str(state.device)  # cuda:<local rank>
-    if args.threads:
-        torch.set_num_threads(args.threads)
     # 3. Store and scorer: the main process creates (or migrates) the database and builds a
     #    stand-in scorer first, the others then open what is there
     with state.main_process_first():
@@ -129,7 +127,6 @@ def sweep(args, *, models, prompts, seeds, steps, template) -> int:
         scorer, no_score_reason = open_scorer(args.scorer, models, args.source, device)
     if no_score_reason and args.scorer != "none" and state.is_main_process:
         warn(f"no CLIP score: {no_score_reason}")
-    items = work_items(prompts, seeds, steps)
     state.print(f"bench: {len(prompts)} prompts x {len(seeds)} seeds x {len(steps)} step counts "
                 f"= {len(items)} items x {len(models)} models; {state.num_processes} process(es); "
                 f"store {store.path}")

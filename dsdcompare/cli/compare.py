@@ -95,11 +95,7 @@ def run(args) -> int:
     out = Path(args.out)
     check_out_folder(out)
     store = open_store(args)  # a damaged or foreign store is refused here, untouched
-    # 2. Scorer (its absence costs scores, never images)
-    scorer, no_score_reason = open_scorer(args.scorer, models, args.source, device)
-    if no_score_reason and args.scorer != "none":
-        warn(f"no CLIP score: {no_score_reason}")
-    # 3. What is left to run when resuming
+    # 2. What is left to run when resuming
     todo = models
     if store and args.resume:
         todo = store.pending(request, models, args.source)
@@ -108,6 +104,12 @@ def run(args) -> int:
             print(f"resume: already stored, skipped: {', '.join(skipped)}")
         if not todo:
             print(f"resume: nothing left to run for this request in {store.path}")
+    # 3. Scorer, when something runs (its absence costs scores, never images)
+    scorer, no_score_reason = None, None
+    if todo:
+        scorer, no_score_reason = open_scorer(args.scorer, models, args.source, device)
+        if no_score_reason and args.scorer != "none":
+            warn(f"no CLIP score: {no_score_reason}")
     # 4. Run, storing each result and writing its images as soon as its model finishes
     _make_folder(out)
     finished: list = []

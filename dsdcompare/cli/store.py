@@ -71,13 +71,16 @@ def _runs(args) -> int:
 
 
 def _check(args) -> int:
-    from ..store import Store
+    from ..store import Store, StoreError
 
     with Store(args.store, readonly=True) as store:
         problems = store.verify()
         for problem in problems:
             print(problem)
-        extra = store.unreferenced()
+        try:
+            extra = store.unreferenced()
+        except StoreError:  # too damaged to list them; the damage is reported above
+            extra = []
         if extra:  # not damage: what killed writers leave; `prune` reclaims the space
             size = sum(p.stat().st_size for p in extra if p.exists()) / 1e6
             print(f"note: {len(extra)} image file(s) ({size:.1f} MB) no result refers "
@@ -90,10 +93,8 @@ def _check(args) -> int:
 def _prune(args) -> int:
     from ..store import Store
 
-    if not args.older_than >= 0:
-        print(f"store prune: --older-than must be 0 or more hours, got {args.older_than}",
-              file=sys.stderr)
-        return 2
+    if not 0 <= args.older_than < float("inf"):
+        return fail(f"store prune: --older-than must be 0 or more hours, got {args.older_than}")
     with Store(args.store) as store:
         files, size = store.prune(min_age_s=args.older_than * 3600)
         print(f"{store.path}: removed {files} unreferenced image file(s), {size / 1e6:.1f} MB")
@@ -102,40 +103,71 @@ def _prune(args) -> int:
 
 def _export(args) -> int:
     from ..store import Store
+    from ..store.targets import STDOUT, check_target
 
-    if not (args.csv or args.json or args.bundle):
-        print("store export: give --csv, --json and/or --bundle", file=sys.stderr)
-        return 2
+    targets = [(flag, path) for flag, path in (("--csv", args.csv), ("--json", args.json),
+                                               ("--bundle", args.bundle)) if path]
+    if not targets:
+        return fail("store export: give --csv, --json and/or --bundle (a file name, or - for "
+                    "standard output)")
+    paths = [path for _, path in targets]
+    if len(set(paths)) != len(paths):
+        return fail(f"store export: two exports name the same file ({', '.join(paths)}); give "
+                    f"each its own")
+    # every target checked before the store is read or anything is written
+    for flag, path in targets:
+        check_target(path, what=f"{flag} target")
+    report = sys.stderr if STDOUT in paths else sys.stdout  # stdout carries the export itself
     with Store(args.store, readonly=True) as store:
         filters = {"run_id": args.run_ids} if args.run_ids else {}
         if args.csv:
-            print(f"wrote {store.export_csv(args.csv, **filters)}")
+            print(f"wrote {store.export_csv(args.csv, **filters)}", file=report)
         if args.json:
-            print(f"wrote {store.export_json(args.json, **filters)}")
+            print(f"wrote {store.export_json(args.json, **filters)}", file=report)
         if args.bundle:
-            print(f"wrote {store.export_bundle(args.bundle, run_ids=args.run_ids)}")
+            print(f"wrote {store.export_bundle(args.bundle, run_ids=args.run_ids)}", file=report)
     return 0
 
 
 def _merge(args) -> int:
     from ..store import Store, StoreError
 
-    failed = False
-    with Store(args.store) as store:
-        for source in args.sources:
+    # 1. Every source opened (checked) first: the destination is created only if one is sound
+    sources, failed = [], False
+    for source in args.sources:
+        try:
+            src = Store(source, readonly=True)
             try:
-                report = store.merge(source)
-            except StoreError as err:  # one bad source does not stop the others
-                fail(err)
-                failed = True
-                continue
-            for problem in report["problems"]:
-                warn(problem)
-            failed = failed or bool(report["problems"])
-            print(f"{source}: {report['runs_added']} run(s) and {report['results_added']} "
-                  f"result(s) added, {report['results_present']} already there, "
-                  f"{report['images_copied']} image(s) copied"
-                  + (f", {len(report['problems'])} result(s) skipped" if report["problems"]
-                     else ""))
-        print(f"into {store.path}")
+                src.check_database()  # a damaged source is not half merged
+            except StoreError:
+                src.close()
+                raise
+            sources.append((source, src))
+        except StoreError as err:  # one bad source does not stop the others
+            fail(err)
+            failed = True
+    if not sources:
+        return fail("store merge: no source could be opened; nothing was merged or created")
+    # 2. Merge them in, one by one
+    try:
+        with Store(args.store) as store:
+            for source, src in sources:
+                try:
+                    report = store.merge(src)
+                except StoreError as err:
+                    fail(err)
+                    failed = True
+                    continue
+                for problem in report["problems"]:
+                    warn(problem)
+                failed = failed or bool(report["problems"])
+                print(f"{source}: {report['runs_added']} run(s) and {report['results_added']} "
+                      f"result(s) added, {report['results_present']} already there, "
+                      f"{report['images_copied']} image(s) copied"
+                      + (f", {len(report['problems'])} result(s) skipped" if report["problems"]
+                         else ""))
+            print(f"into {store.path}")
+    finally:
+        for _, src in sources:
+            src.close()
     return 1 if failed else 0

@@ -17,7 +17,9 @@ User files, chosen by extension:
 - ``.jsonl``: one JSON object a line with a ``prompt`` key (or ``text``, ``caption``, or
   ``column=``) and an optional ``category``; a bare JSON string is a prompt too.
 
-A file that cannot be read raises :class:`PromptFileError` naming the file and line. Exact
+A file that cannot be read raises :class:`PromptFileError` naming the file and line, and so does
+a prompt that would silently change meaning: one holding a line break (in a CSV file, a stray
+quote joins every following line into one prompt) or an unbalanced double quote, in every format. Exact
 duplicate prompts are dropped with a :class:`DuplicatePromptWarning` naming their lines: results
 are stored by prompt text, so a repeated prompt could only repeat the same work.
 """
@@ -32,15 +34,20 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
+from ..limits import MAX_PROMPT_CHARS
+
 SUITES_DIR = Path(__file__).resolve().parent
 #: File extensions the loaders read.
 FORMATS = (".txt", ".csv", ".tsv", ".jsonl")
 #: Column (or JSON key) names taken as the prompt, in order of preference, compared without case.
 PROMPT_COLUMNS = ("prompt", "prompts", "text", "caption")
 CATEGORY_COLUMN = "category"
+#: Characters Python takes as line breaks (str.splitlines): none may be inside a prompt.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
-class PromptFileError(ValueError):
+class PromptFileError(InputError):
     """A prompt file or suite cannot be read; the message names the file, the line and the fix."""
 
 
@@ -113,12 +120,30 @@ def _decode(path: Path) -> str:
                               f"{err.start}); save the file as UTF-8") from None
 
 
+def _checked(prompt: str, where: str) -> str:
+    """``prompt`` (stripped), or :class:`PromptFileError` naming ``where`` when it holds a line
+    break or an unbalanced double quote, or is too long."""
+    prompt = prompt.strip()
+    if any(c in _LINE_BREAKS for c in prompt):
+        raise PromptFileError(f"{where}: the prompt runs over several lines ({prompt[:40]!r}...); "
+                              f"a prompt is one line: close the quote that opens it or remove "
+                              f"the line break")
+    if prompt.count('"') % 2:
+        raise PromptFileError(f"{where}: the prompt has an unbalanced double quote "
+                              f"({prompt[:60]!r}); close it or remove it")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise PromptFileError(f"{where}: the prompt has {len(prompt)} characters; at most "
+                              f"{MAX_PROMPT_CHARS}")
+    return prompt
+
+
 def _read_txt(text: str, name: str, **_) -> list[Prompt]:
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if line and not line.startswith("#"):
-            out.append(Prompt(line, None, f"{name} line {number}"))
+            where = f"{name} line {number}"
+            out.append(Prompt(_checked(line, where), None, where))
     return out
 
 
@@ -130,7 +155,8 @@ def _find_column(names: list[str], wanted: str | None, choices: tuple[str, ...])
 
 
 def _read_table(text: str, name: str, *, column: str | None, delimiter: str) -> list[Prompt]:
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: a quote left open to the end of the file is an error, not one long prompt
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = reader.fieldnames or []
     except csv.Error as err:
@@ -144,20 +170,25 @@ def _read_table(text: str, name: str, *, column: str | None, delimiter: str) -> 
                               f"{header}. Name the column with --prompt-column")
     category_col = _find_column(header, None, (CATEGORY_COLUMN,))
     out = []
-    try:
-        for row in reader:
-            where = f"{name} line {reader.line_num}"
-            if None in row:  # more fields than the header: an unquoted delimiter in a prompt
-                raise PromptFileError(
-                    f"{where}: {len(header) + len(row[None])} fields but the header has "
-                    f"{len(header)}; quote fields that contain {delimiter!r}")
-            prompt = (row.get(prompt_col) or "").strip()
-            if not prompt:
-                raise PromptFileError(f"{where}: empty prompt in column {prompt_col!r}")
-            category = (row.get(category_col) or "").strip() or None if category_col else None
-            out.append(Prompt(prompt, category, where))
-    except csv.Error as err:
-        raise PromptFileError(f"{name} line {reader.line_num}: {err}") from None
+    rows = iter(reader)
+    while True:
+        where = f"{name} line {reader.line_num + 1}"  # where the next record starts
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            raise PromptFileError(f"{where}: {err}: a stray or unbalanced quote (\"); close it, "
+                                  f"or double it inside a quoted field") from None
+        if None in row:  # more fields than the header: an unquoted delimiter in a prompt
+            raise PromptFileError(
+                f"{where}: {len(header) + len(row[None])} fields but the header has "
+                f"{len(header)}; quote fields that contain {delimiter!r}")
+        prompt = _checked(row.get(prompt_col) or "", where)
+        if not prompt:
+            raise PromptFileError(f"{where}: empty prompt in column {prompt_col!r}")
+        category = (row.get(category_col) or "").strip() or None if category_col else None
+        out.append(Prompt(prompt, category, where))
     return out
 
 
@@ -171,6 +202,9 @@ def _read_jsonl(text: str, name: str, *, column: str | None, **_) -> list[Prompt
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise PromptFileError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise PromptFileError(f"{where}: nested too deeply; give an object with a prompt "
+                                  f"key, or a string") from None
         category = None
         if isinstance(record, dict):
             key = _find_column(list(record), column, PROMPT_COLUMNS)
@@ -188,7 +222,8 @@ def _read_jsonl(text: str, name: str, *, column: str | None, **_) -> list[Prompt
                                   f"got {type(record).__name__}")
         if not isinstance(prompt, str) or not prompt.strip():
             raise PromptFileError(f"{where}: the prompt must be a non-empty string, got {prompt!r}")
-        out.append(Prompt(prompt.strip(), str(category).strip() or None if category else None, where))
+        out.append(Prompt(_checked(prompt, where), str(category).strip() or None if category
+                          else None, where))
     return out
 
 

@@ -41,7 +41,13 @@ The parts: :mod:`~dsdcompare.store.core` (the :class:`Store` facade and writing)
 :mod:`~dsdcompare.store.records` (row builders and the columns of :meth:`Store.results`),
 :mod:`~dsdcompare.store.queries` (reading and CSV/JSON exports),
 :mod:`~dsdcompare.store.images` (content-addressed files, checks, prune),
-:mod:`~dsdcompare.store.bundles` and :mod:`~dsdcompare.store.merge`.
+:mod:`~dsdcompare.store.bundles` and :mod:`~dsdcompare.store.merge`,
+:mod:`~dsdcompare.store.reviews` (blind A/B reviews and their votes, schema v3; a merge copies
+runs and results, not reviews), :mod:`~dsdcompare.store.guard` (a file may come from anyone: the
+structural schema check before any query, time-limited statements, SQLite errors as
+StoreErrors), :mod:`~dsdcompare.store.targets` (where an export may be written: files replaced
+atomically, devices and ``-`` written through, links refused) and
+:mod:`~dsdcompare.store.uploads` (bundles uploaded to the dashboard, capped, LRU).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from . import images as _images
 from . import merge as _merge
 from . import queries as _queries
 from .common import DB_NAME, DuplicateResultError, StoreError, default_store_path, dumps, now
+from .guard import damage, translated
 from .records import FLAT_COLUMNS, flat_record, request_dict, request_key, result_record_dict
 from .schema import open_database
 
@@ -39,15 +40,22 @@ class Store:
         self._cleanup = None
         self.bundle: Path | None = None  # the bundle .zip this store was opened from, if any
         given = Path(path).expanduser() if path is not None else default_store_path()
-        if given.is_dir() or str(path or "").endswith(("/", os.sep)):  # "new/" is a folder too
-            given = given / DB_NAME
-        if _bundles.is_bundle(given):
+        self.path = given  # until opened (messages name it)
+        try:
+            if given.is_dir() or str(path or "").endswith(("/", os.sep)):  # "new/" is a folder
+                given = given / DB_NAME
+            bundle = _bundles.is_bundle(given)
+            resolved = given.resolve() if given.exists() else given.absolute()
+        except OSError as err:
+            raise StoreError(f"{given} cannot be read ({err.strerror or err}); check the path "
+                             f"and its permissions, or give --store another path.") from None
+        if bundle:
             self.readonly = True
-            self.bundle = given.resolve()
+            self.bundle = resolved
             self._open_bundle(self.bundle)  # sets path and root (a temporary folder)
         else:
             self.readonly = bool(readonly)
-            self.path = given.resolve() if given.exists() else given.absolute()
+            self.path = resolved
             self.root = self.path.parent  # the folder holding the database and images/
             self._conn = open_database(self.path, readonly=self.readonly)
 
@@ -208,6 +216,12 @@ class Store:
         every image file present: a rerun can skip it."""
         return _queries.completed(self, request, model, source)
 
+    def completed_result(self, request, model: str, source: str):
+        """The newest :meth:`completed` Result of ``model`` for ``request`` (with its images),
+        or None: what a resumed comparison shows for a model it skipped."""
+        result_id = _queries.completed_id(self, request, model, source)
+        return None if result_id is None else self.load_result(result_id)
+
     def pending(self, request, models: Iterable, source: str | None = None) -> list:
         """The models of ``models`` (ModelSpecs or keys) not :meth:`completed` for ``request``.
 
@@ -266,6 +280,15 @@ class Store:
         parse, image files missing or whose sha256 differs from their name."""
         return _images.verify(self)
 
+    def check_database(self) -> None:
+        """Raise :class:`StoreError` unless every page of the database reads back sound
+        (``PRAGMA quick_check``: quick next to :meth:`verify`, which also hashes every image)."""
+        with self._lock, self._translated():
+            problem = damage(self._connection())
+        if problem:
+            raise StoreError(f"{self.bundle or self.path} is damaged ({problem}); it was left "
+                             f"untouched. `dsdcompare store check` lists the damage.")
+
     def unreferenced(self, *, min_age_s: float = 0.0) -> list[Path]:
         """Files under ``images/`` no result refers to, untouched for ``min_age_s`` seconds:
         what a writer killed between writing its PNGs and committing their row leaves (and its
@@ -288,7 +311,9 @@ class Store:
         """Write :meth:`results` (``filters`` as there) to a CSV file; return its path.
 
         Lists are joined with ``;``; ``image_paths`` are relative to the store folder (the
-        export says nothing about this machine's folders); times are UTC ISO 8601.
+        export says nothing about this machine's folders); times are UTC ISO 8601. ``path`` may
+        also be ``-`` (standard output) or a device; a folder, a missing folder or a symbolic
+        link is refused (see :mod:`dsdcompare.store.targets`), as for every export.
         """
         return _queries.export_csv(self, path, **filters)
 
@@ -345,7 +370,7 @@ class Store:
         """One write transaction holding SQLite's write lock from the start (no upgrade
         deadlocks between processes); rolled back on any error."""
         self._check_writable()
-        with self._lock:
+        with self._lock, self._translated():
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -362,8 +387,13 @@ class Store:
                         conn.execute("ROLLBACK")
                     raise
 
+    def _translated(self):
+        """A context in which an SQLite error (a damaged file, a busy or read-only database)
+        becomes a StoreError naming this store and the remedy."""
+        return translated(self.bundle or self.path)
+
     def _query(self, sql: str, args=()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._translated():
             return self._connection().execute(sql, tuple(args)).fetchall()
 
     def _image_path(self, rel: str) -> Path:

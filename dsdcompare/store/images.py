@@ -126,15 +126,21 @@ def prune(store, *, min_age_s: float = 3600.0) -> tuple[int, int]:
 
 
 def verify(store) -> list[str]:
-    """See :meth:`dsdcompare.store.Store.verify`."""
-    problems = [f"sqlite: {msg}" for (msg,) in store._query("PRAGMA integrity_check")
-                if msg != "ok"]
-    for rid, record in store._query("SELECT id, record FROM results"):
-        try:
-            loads(record)
-        except ValueError as err:
-            problems.append(f"result {rid}: record is not JSON ({err})")
-    for rid, rel, sha in store._query("SELECT result_id, path, sha256 FROM images"):
+    """See :meth:`dsdcompare.store.Store.verify`. A store too damaged to read is a problem
+    reported like the others, not an exception."""
+    problems: list[str] = []
+    try:
+        problems += [f"sqlite: {msg}" for (msg,) in store._query("PRAGMA integrity_check(100)")
+                     if msg != "ok"]
+        for rid, record in store._query("SELECT id, record FROM results"):
+            try:
+                loads(record)
+            except ValueError as err:
+                problems.append(f"result {rid}: record is not JSON ({err})")
+        rows = store._query("SELECT result_id, path, sha256 FROM images")
+    except StoreError as err:  # damaged beyond what integrity_check reports in rows
+        return problems + [f"sqlite: {err}"]
+    for rid, rel, sha in rows:
         try:
             path = store._image_path(rel)
         except StoreError as err:

@@ -11,10 +11,11 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from .. import __version__
-from .common import StoreError, as_utc_iso, finite, iso, loads, now, plain, tmp_beside
+from .common import StoreError, as_utc_iso, finite, iso, loads, now, plain
 from .images import image_rows
 from .records import request_key, result_frame, result_row
 from .schema import SCHEMA_VERSION, param
+from .targets import STDOUT, check_target, writing
 
 _RUN_FIELDS = ("run_id", "created_at", "finished_at", "prompt", "negative_prompt", "seed",
                "steps", "guidance", "size", "images_per_prompt", "repeats", "warmup",
@@ -24,11 +25,17 @@ _RUN_FIELDS = ("run_id", "created_at", "finished_at", "prompt", "negative_prompt
 
 def completed(store, request, model: str, source: str) -> bool:
     """See :meth:`dsdcompare.store.Store.completed`."""
+    return completed_id(store, request, model, source) is not None
+
+
+def completed_id(store, request, model: str, source: str) -> int | None:
+    """The newest successful result of ``model`` from ``source`` for ``request`` whose image
+    files are all present (what :meth:`~dsdcompare.store.Store.completed` looks for), or None."""
     rows = store._query(
         "SELECT r.id FROM results r JOIN runs ON runs.id = r.run_id WHERE runs.request_key = ?"
         " AND r.model = ? AND r.source = ? AND r.success = 1 ORDER BY r.id DESC",
         (request_key(request), model, source))
-    return any(all(p.is_file() for p in images(store, rid)) for (rid,) in rows)
+    return next((rid for (rid,) in rows if all(p.is_file() for p in images(store, rid))), None)
 
 
 def pending(store, request, models, source: str | None = None) -> list:
@@ -92,7 +99,7 @@ def results(store, *, run_id=None, prompt=None, seed=None, model=None, source=No
     sql = ("SELECT r.*, runs.size AS run_size, runs.note AS run_note FROM results r "
            "JOIN runs ON runs.id = r.run_id"
            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id")
-    with store._lock:
+    with store._lock, store._translated():
         cur = store._connection().execute(sql, tuple(args))
         names = [d[0] for d in cur.description]
         raw = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -186,15 +193,14 @@ def _date_filter(column: str, since, until, where: list, args: list) -> None:
 
 def export_csv(store, path, **filters) -> Path:
     """See :meth:`dsdcompare.store.Store.export_csv`."""
-    df = _export_frame(store, **filters)
-    path = Path(path)
-    df.to_csv(tmp_beside(path), index=False)
-    os.replace(tmp_beside(path), path)
-    return path
+    with writing(path, what="CSV export") as tmp:
+        _export_frame(store, **filters).to_csv(tmp, index=False)
+    return path if os.fspath(path) == STDOUT else Path(path)
 
 
 def export_json(store, path, **filters) -> Path:
     """See :meth:`dsdcompare.store.Store.export_json`."""
+    check_target(path, what="JSON export")  # before the work: a bad target costs nothing
     df = _export_frame(store, **filters, join_lists=False)
     rows = [plain(r) for r in df.to_dict(orient="records")]
     for row in rows:
@@ -206,12 +212,10 @@ def export_json(store, path, **filters) -> Path:
     doc = {"format": "dsdcompare-results", "schema": SCHEMA_VERSION,
            "exported_at": now(), "dsdcompare": __version__,
            "runs": list(reversed(chosen)), "results": rows}
-    path = Path(path)
-    tmp = tmp_beside(path)
-    tmp.write_text(json.dumps(finite(doc), indent=1, ensure_ascii=False, allow_nan=False),
-                   encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(finite(doc), indent=1, ensure_ascii=False, allow_nan=False)
+    with writing(path, what="JSON export") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path if os.fspath(path) == STDOUT else Path(path)
 
 
 def _export_frame(store, *, join_lists: bool = True, **filters):

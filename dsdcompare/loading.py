@@ -136,7 +136,7 @@ def load_pipeline(spec: ModelSpec, source: str | None = None, *, device: str = "
     else:
         cls = pipeline_class(spec.pipeline)
         try:
-            with _quiet_pipeline_bars():
+            with quiet_loading_bars():
                 pipe = cls.from_pretrained(
                     location.path, revision=location.revision, dtype=torch_dtype,
                     variant=variant, use_safetensors=True, trust_remote_code=False,
@@ -154,7 +154,7 @@ def load_pipeline(spec: ModelSpec, source: str | None = None, *, device: str = "
 
 
 @contextmanager
-def _quiet_pipeline_bars():
+def quiet_loading_bars():
     """Silence diffusers' and transformers' per-component loading bars for one call.
 
     They drown the CLI's progress and fill the dashboard's server log. huggingface_hub's download

@@ -583,12 +583,15 @@ def standin_scorer_dir() -> Path:
 def _load_transformers(checkpoint: str, source: str, overrides: dict, device: str):
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
+    from .loading import quiet_loading_bars
+
     try:
         config = CLIPConfig.from_pretrained(source)
         for key, value in overrides.items():
             setattr(config.text_config, key, value)
         # safetensors only, like pipelines: a pickled pytorch_model.bin can run code on load
-        model = CLIPModel.from_pretrained(source, config=config, use_safetensors=True)
+        with quiet_loading_bars():  # its per-weight bar would interleave with the CLI's progress
+            model = CLIPModel.from_pretrained(source, config=config, use_safetensors=True)
         processor = CLIPProcessor.from_pretrained(source)
     except (OSError, ValueError) as err:  # offline and not cached, no such repo, files missing
         raise _unavailable(checkpoint, f"{type(err).__name__}: {err}") from err

@@ -209,20 +209,18 @@ def write_images(result, out: Path) -> list[Path]:
 
 
 class _Bar:
-    """A progress bar over every denoising step of every model."""
+    """Progress over every denoising step of every model (live on a terminal, lines in logs)."""
 
     def __init__(self, request, n_models: int):
-        from tqdm.auto import tqdm
+        from .progress import StepProgress
 
         self.steps = request.steps
         self.calls = request.warmup + request.repeats
-        self.bar = tqdm(total=n_models * self.calls * self.steps, unit="step", desc="compare")
+        self.bar = StepProgress(n_models * self.calls * self.steps, "compare")
 
     def progress(self, ev) -> None:
-        self.bar.set_postfix_str(f"{ev.model}: {ev.phase}")
-        if ev.phase in ("warmup", "repeat") and 0 < ev.step <= self.steps:
-            self.bar.update(1)
-        elif ev.phase == "failed":
+        self.bar.event(ev, self.steps)
+        if ev.phase == "failed":  # the failed model's remaining steps will never come
             done = (ev.index + 1) * self.calls * self.steps
             self.bar.update(max(0, done - self.bar.n))
 

@@ -24,12 +24,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "benchmark sweeps over prompt suites, seeds and step counts"),
     "store": ("store", "inspect, check, prune, export and merge the results store"),
     "toyzoo": ("toyzoo", "train and evaluate the toy teacher/student pair"),
+    "review": ("review", "blind A/B reviews of stored images, and their decision record"),
     "download": ("download", "pre-fetch the hub files the chosen models and scorer load: plan, "
                              "disk check, progress"),
 }
 
 #: Subcommands that run models, under the thread policy (dsdcompare.threads).
-THREADED = ("compare", "bench", "profile")
+THREADED = ("compare", "bench", "profile", "review")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,12 +16,14 @@ without writing, back it up before a migration, connect, switch to WAL).
   ``width, height, bytes``. Paths are checked on every read: nothing can point outside ``root``.
 
 Schema history: v1 (runs, results, images); v2 adds ``runs.request_key`` and its index, backfilled
-from the stored requests (what :meth:`Store.completed` and resuming need).
+from the stored requests (what :meth:`Store.completed` and resuming need); v3 adds ``reviews``,
+``review_pairs`` and ``votes`` (blind A/B reviews, see :mod:`dsdcompare.store.reviews`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import sqlite3
@@ -31,12 +33,14 @@ from pathlib import Path
 
 from .. import __version__
 from .common import StoreError, tmp_beside
+from .guard import UNTRUSTED_STATEMENT_S, check_structure, damage, database_error, read_only_media
 from .records import REQUEST_KEY_FIELDS, request_key
+from .reviews import migrate_to_v3
 
 #: ``PRAGMA application_id`` of every dsdcompare database ("dsdc" in ASCII).
 APPLICATION_ID = 0x64736463
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Seconds a writer waits for another writer's transaction before giving up.
 BUSY_TIMEOUT_S = 60.0
 
@@ -117,7 +121,7 @@ def _migrate_to_v2(conn: sqlite3.Connection) -> None:
 
 #: version -> the step that brings a database from version-1 to it. Every new database goes
 #: through all of them, so the migration path is exercised on every fresh store.
-MIGRATIONS = {1: _migrate_to_v1, 2: _migrate_to_v2}
+MIGRATIONS = {1: _migrate_to_v1, 2: _migrate_to_v2, 3: migrate_to_v3}
 
 
 def _split_sql(script: str) -> list[str]:
@@ -142,25 +146,49 @@ def _params(args):
 
 
 class _Connection(sqlite3.Connection):
-    """sqlite3.Connection whose parameters may be numpy scalars (see :func:`param`)."""
+    """sqlite3.Connection whose parameters may be numpy scalars (see :func:`param`), and whose
+    statements may be given a time limit (see :func:`connect`)."""
+
+    _limit_s: float | None = None  # seconds one statement may run (None: no limit)
+    _deadline: float = math.inf  # when the current statement's time is up
 
     def execute(self, sql, parameters=(), /):
+        self._start_clock()
         return super().execute(sql, _params(parameters))
 
     def executemany(self, sql, seq_of_parameters, /):
+        self._start_clock()
         return super().executemany(sql, (_params(p) for p in seq_of_parameters))
 
+    def _start_clock(self) -> None:
+        # the statement runs in execute() and in the fetches after it: both until the deadline
+        if self._limit_s is not None:
+            self._deadline = clock.monotonic() + self._limit_s
 
-def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    def _over_time(self) -> int:
+        return int(clock.monotonic() > self._deadline)
+
+
+def connect(path: Path, *, readonly: bool, time_limit_s: float | None = None) -> sqlite3.Connection:
     """A connection to ``path`` in autocommit mode (transactions are explicit), shareable across
-    threads (the Store's lock guards it), with a long busy timeout and foreign keys on."""
+    threads (the Store's lock guards it), with a long busy timeout and foreign keys on.
+
+    ``time_limit_s`` stops any one statement that runs longer (SQLite error "interrupted"): for
+    databases that may come from anyone. Read-only, a database whose folder cannot be written
+    (read-only media) is opened ``immutable``, which is what lets SQLite read a WAL database there.
+    """
     mode = "ro" if readonly else "rwc"
-    uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
+    immutable = "&immutable=1" if readonly and read_only_media(path) else ""
+    uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}{immutable}"
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                            check_same_thread=False, factory=_Connection)
+    if time_limit_s is not None:
+        conn._limit_s = time_limit_s
+        conn.set_progress_handler(conn._over_time, 10_000)
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     # a bundle may come from anyone: its schema may not run SQL functions with side effects
+    # (recursive views and the like are refused by guard.check_structure before any query)
     conn.execute("PRAGMA trusted_schema = OFF")
     return conn
 
@@ -190,23 +218,45 @@ def switch_to_wal(conn: sqlite3.Connection) -> str:
 
 
 def open_database(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    """Check ``path`` without writing, then connect (and migrate when read-write)."""
-    # 1. Check the file: anything that is not ours, or newer, is refused before any write
-    version = inspect(path) if path.exists() and path.stat().st_size > 0 else 0
+    """Check ``path`` without writing, then connect (and migrate when read-write).
+
+    Read-write, an existing database is also checked page by page (``PRAGMA quick_check``)
+    before anything is written: a damaged file is refused and left as it is, never written into.
+    Every failure is a :class:`StoreError` naming the path and the remedy.
+    """
+    # 1. Check the file: anything that is not ours, damaged or newer is refused before any write
+    try:
+        exists = path.exists()
+        if exists and not path.is_file():
+            raise StoreError(f"{path} is not a regular file (a folder, device or socket); give "
+                             f"--store a .sqlite file or a store folder.")
+        version = inspect(path, deep=not readonly) if exists and path.stat().st_size > 0 else 0
+    except OSError as err:
+        raise StoreError(f"{path} cannot be read ({err.strerror or err}); check the path and "
+                         f"its permissions.") from None
     if readonly:
-        if not path.exists():
+        if not exists:
             raise StoreError(f"{path}: no results database there. Check the path, or run "
                              f"`python -m dsdcompare compare ...` to create one.")
         if version < SCHEMA_VERSION:
             raise StoreError(f"{path}: schema v{version} is older than this dsdcompare's "
                              f"v{SCHEMA_VERSION} and cannot be migrated read-only. Open it "
                              f"once read-write to migrate it (a backup is kept).")
-        return connect(path, readonly=True)
+        try:
+            return connect(path, readonly=True)
+        except sqlite3.Error as err:
+            raise database_error(path, err) from None
     # 2. Connect read-write, WAL, and bring the schema up to date in one transaction
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if 0 < version < SCHEMA_VERSION:
-        backup_before_migration(path, version)
-    conn = connect(path, readonly=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if 0 < version < SCHEMA_VERSION:
+            backup_before_migration(path, version)
+        conn = connect(path, readonly=False)
+    except OSError as err:
+        raise StoreError(f"cannot create the store {path} ({err.strerror or err}); give --store "
+                         f"a path in a folder you can write.") from None
+    except sqlite3.Error as err:
+        raise database_error(path, err) from None
     try:
         mode = switch_to_wal(conn)
         if mode.lower() != "wal":
@@ -214,15 +264,21 @@ def open_database(path: Path, *, readonly: bool) -> sqlite3.Connection:
                              f"is the folder on a network file system? Use a local disk.")
         conn.execute("PRAGMA synchronous = FULL")
         migrate(conn, path)
+    except sqlite3.Error as err:
+        conn.close()
+        raise database_error(path, err) from None
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-def inspect(path: Path, *, label: Path | None = None) -> int:
+def inspect(path: Path, *, label: Path | None = None, deep: bool = False) -> int:
     """The schema version of an existing file, read without writing; StoreError unless it is a
-    dsdcompare database this version can open. 0: an empty SQLite file (one being created)."""
+    dsdcompare database this version can open, with our tables as real tables (see
+    :func:`dsdcompare.store.guard.check_structure`: checked before any query over its data).
+    ``deep`` also checks every page (``PRAGMA quick_check``). 0: an empty SQLite file (one
+    being created)."""
     label = label or path
     with open(path, "rb") as fh:
         header = fh.read(100)
@@ -230,16 +286,23 @@ def inspect(path: Path, *, label: Path | None = None) -> int:
         raise StoreError(f"{label} is not a dsdcompare results database (not an SQLite file). "
                          f"It was left untouched; give --store a new path or an existing store.")
     try:
-        conn = connect(path, readonly=True)
+        conn = connect(path, readonly=True, time_limit_s=UNTRUSTED_STATEMENT_S)
         try:
-            app = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+            return _inspect_open(conn, label, deep)
         finally:
             conn.close()
     except sqlite3.DatabaseError as err:
+        if "not a database" not in str(err):  # damaged, unreadable, too slow: say which
+            raise database_error(label, err) from None
         raise StoreError(f"{label} cannot be read as an SQLite database ({err}); it was left "
                          f"untouched. Give --store another path.") from None
+
+
+def _inspect_open(conn: sqlite3.Connection, label, deep: bool) -> int:
+    """:func:`inspect` on an open read-only connection."""
+    app = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master LIMIT 1000")}
     if app == 0 and version == 0 and not tables:
         return 0
     if app != APPLICATION_ID:
@@ -249,12 +312,21 @@ def inspect(path: Path, *, label: Path | None = None) -> int:
     if version > SCHEMA_VERSION:
         raise StoreError(f"{label} was written by a newer dsdcompare (schema v{version}; this is "
                          f"dsdcompare {__version__}, schema v{SCHEMA_VERSION}); it was left "
-                         f"untouched. Update dsdcompare (git pull in its checkout, then pip install -e .) to open it.")
+                         f"untouched. Upgrade dsdcompare (git pull in its checkout, then pip "
+                         f"install -e .) to open it.")
     missing = {"runs", "results", "images"} - tables
     if version < 1 or missing:
         raise StoreError(f"{label} is marked as a dsdcompare database but is damaged (schema "
                          f"v{version}, missing tables: {sorted(missing) or 'none'}); it was left "
                          f"untouched. Give --store another path.")
+    check_structure(conn, version, label)
+    if deep:
+        conn._limit_s = None  # our own store: a large one may take a while, and that is fine
+        problem = damage(conn)
+        if problem:
+            raise StoreError(f"{label} is damaged ({problem}); it was left untouched. "
+                             f"`dsdcompare store check` lists the damage; restore it from a "
+                             f"backup, or give --store a new path.")
     return version
 
 
@@ -282,12 +354,15 @@ def backup_before_migration(path: Path, version: int) -> None:
     if backup.exists():
         return
     src = connect(path, readonly=True)
+    tmp = tmp_beside(backup)
     try:
-        dst = sqlite3.connect(tmp_beside(backup))
+        dst = sqlite3.connect(tmp)
         try:
             src.backup(dst)
         finally:
             dst.close()
-        os.replace(tmp_beside(backup), backup)
+        os.replace(tmp, backup)
     finally:
         src.close()
+        with contextlib.suppress(OSError):  # a failed backup leaves no temporary file
+            tmp.unlink()

@@ -55,3 +55,18 @@ def test_no_sys_path_workarounds_left():
     offenders = [str(p.relative_to(ROOT)) for folder in ("benchmarks", "dsdcompare", "ui", "pages")
                  for p in (ROOT / folder).rglob("*.py") if "sys.path" in p.read_text()]
     assert offenders == []
+
+
+def test_readme_models_file_example_is_valid():
+    from dsdcompare.registry import parse_models_toml
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    [spec] = parse_models_toml(block, origin="README.md")
+    assert spec.key == "sd15" and spec.teacher == "sd-v1-4"
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = readme.split("## Run the tests", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()

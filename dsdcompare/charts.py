@@ -45,12 +45,22 @@ COLUMNS = ("run_id", "result_id", "created_at", "model", "model_name", "success"
 #: Latency columns that the per-megapixel view divides by the image area.
 LATENCY_COLUMNS = ("load_s", "first_call_s", "median_s", "min_s", "max_s", *STAGE_COLUMNS)
 
-#: (teacher, student) colour pairs: a pair shares a hue, the teacher is the darker shade.
-_PAIR_COLOURS = [("#1f4e79", "#5b9bd5"), ("#9c4a00", "#f0a04b"), ("#1b6b3a", "#6cc08b"),
-                 ("#5b2a86", "#b18bd6"), ("#7a1f3d", "#e07a9a"), ("#3d3d3d", "#9e9e9e")]
-_STAGE_COLOURS = {"text_s": "#8da0cb", "denoise_s": "#1f4e79", "decode_s": "#f0a04b",
-                  "safety_s": "#e07a9a", "other_s": "#c7c7c7"}
-_CLAIM_COLOUR = "#6b6b6b"
+# Colours follow the dashboard's light and dark themes: text, axes, grids and the heatmap's
+# scale are left to the theme (Streamlit's plotly theme sets them per theme), and the colours
+# set here are mid-tones that read on a white and on a near-black background alike. Neutral
+# marks (reference lines, the frontier, published claims) are translucent, so they take the
+# tone of whichever background is under them; nothing is drawn in white or a fixed grey.
+#: (teacher, student) colour pairs: a pair shares a hue, the teacher is the deeper shade.
+_PAIR_COLOURS = [("#2f6fb0", "#7fb3e6"), ("#c25e00", "#f5a65b"), ("#238a4a", "#7bcf97"),
+                 ("#7744a8", "#b796dc"), ("#b02a55", "#e98aa8"), ("#0f8a8a", "#6fd0d0")]
+_STAGE_COLOURS = {"text_s": "#8da0cb", "denoise_s": "#2f6fb0", "decode_s": "#f0a04b",
+                  "safety_s": "#e07a9a", "other_s": "#66c2a5"}
+#: Neutral marks: translucent, so they show on either theme's background.
+NEUTRAL = "rgba(128, 128, 128, 0.85)"
+NEUTRAL_FAINT = "rgba(128, 128, 128, 0.4)"
+#: Warnings drawn on a figure (models left out): an orange legible on both themes.
+_WARNING = "#e8590c"
+_CLAIM_COLOUR = NEUTRAL
 _DASHES = ("dot", "dash", "dashdot", "longdash")
 
 
@@ -120,6 +130,24 @@ def _score_label(df: pd.DataFrame) -> pd.Series:
     return df["score_checkpoint"].astype(str) + " (" + df["score_scale"].astype(str) + ")"
 
 
+def short_checkpoint(name) -> str:
+    """A scorer checkpoint as a label: a folder path by its last folder ("toy-clip"), a hub id or
+    an ``open_clip:`` name as it is, nothing as "no scorer" (labels never show a machine's paths)."""
+    if name is None or (isinstance(name, float) and math.isnan(name)) or str(name) in ("", "None"):
+        return "no scorer"
+    text = str(name)
+    if text.startswith(("/", "~", ".")) or "\\" in text or (len(text) > 2 and text[1] == ":"):
+        parts = [p for p in text.replace("\\", "/").split("/") if p]
+        return parts[-1] if parts else text
+    return text
+
+
+def score_group_label(group: str) -> str:
+    """A :func:`score_groups` label with its checkpoint shortened (:func:`short_checkpoint`)."""
+    checkpoint, _, scale = group.rpartition(" (")
+    return f"{short_checkpoint(checkpoint)} ({scale}" if checkpoint else group
+
+
 def score_groups(df: pd.DataFrame) -> list[str]:
     """Distinct ``"checkpoint (scale)"`` labels of the scored rows of ``df``."""
     scored = df[pd.to_numeric(df["clip_score"], errors="coerce").notna()]
@@ -148,19 +176,22 @@ VIEW_COLUMNS = {
 }
 
 
-def model_summary(df: pd.DataFrame, *, per_mp: bool = False) -> pd.DataFrame:
+def model_summary(df: pd.DataFrame, *, per_mp: bool = False,
+                  metric: str = "clip_score") -> pd.DataFrame:
     """The table behind the charts: :func:`dsdcompare.stats.summary` of ``df``, one row per
     model and step count (and varying condition) with a timed success, plus :data:`VIEW_COLUMNS`.
 
     A thin view: the numbers are the summary's (``latency`` is ``latency_median_s``, ``score``
-    is ``clip_mean``, ``n`` its observations, reruns counted once); the view adds spreads for
-    error bars and the stage medians, over the same de-duplicated observations
-    (:func:`dsdcompare.stats.observations`). ``per_mp`` summarises :func:`per_megapixel` latencies.
+    is ``clip_mean``, ``n`` its observations, reruns counted once; error bars are its bootstrap
+    intervals); the view adds spreads and the stage medians, over the same de-duplicated
+    observations (:func:`dsdcompare.stats.observations`). ``per_mp`` summarises
+    :func:`per_megapixel` latencies; ``metric`` is the quality column summarised as ``score``
+    (a :data:`dsdcompare.stats.METRICS` key).
     """
     from .stats import SUMMARY_COLUMNS, observations, summary
 
     data = per_megapixel(df) if per_mp else df
-    table = summary(data)
+    table = summary(data, metric=metric)
     by = [c for c in table.columns if c not in SUMMARY_COLUMNS]  # model, steps, conditions
     table = table[table["latency_median_s"].notna()]
     cols = [*table.columns, *VIEW_COLUMNS]
@@ -168,7 +199,7 @@ def model_summary(df: pd.DataFrame, *, per_mp: bool = False) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     obs = observations(data)
     ok = obs[obs["success"].astype(bool)]
-    spreads = pd.DataFrame([{**dict(zip(by, key, strict=True)), **_spread(g)}
+    spreads = pd.DataFrame([{**dict(zip(by, key, strict=True)), **_spread(g, metric)}
                             for key, g in ok.groupby(by, sort=False, dropna=False)])
     table = table.merge(spreads, on=by, how="left")  # merge matches NaN keys, unlike a dict
     table["latency"] = table["latency_median_s"].astype(float)
@@ -178,7 +209,7 @@ def model_summary(df: pd.DataFrame, *, per_mp: bool = False) -> pd.DataFrame:
     return table[cols].reset_index(drop=True)
 
 
-def _spread(g: pd.DataFrame) -> dict:
+def _spread(g: pd.DataFrame, metric: str = "clip_score") -> dict:
     """Error-bar spreads and stage medians of one group of successful observations."""
     med = pd.to_numeric(g["median_s"], errors="coerce").dropna()
     if len(med) > 1:
@@ -187,7 +218,7 @@ def _spread(g: pd.DataFrame) -> dict:
         lo = pd.to_numeric(g["min_s"], errors="coerce").min()
         hi = pd.to_numeric(g["max_s"], errors="coerce").max()
     middle = float(med.median()) if len(med) else math.nan
-    scores = pd.to_numeric(g["clip_score"], errors="coerce").dropna()
+    scores = pd.to_numeric(g[metric], errors="coerce").dropna()
     row = {"model_name": g["model_name"].iloc[0],
            "latency_lo": float(lo) if pd.notna(lo) else middle,
            "latency_hi": float(hi) if pd.notna(hi) else middle,
@@ -313,12 +344,35 @@ def facts_table(specs: Iterable) -> pd.DataFrame:
 
 # --- figures ---------------------------------------------------------------------------------------
 
-def latency_vs_score(df: pd.DataFrame, *, per_mp: bool = False):
-    """Steady-state latency (x) against CLIP score (y), one point per model, Pareto frontier marked.
+def metric_label(metric: str) -> str:
+    """Display name of a quality column (:data:`dsdcompare.stats.METRICS`)."""
+    from .stats import METRICS
 
-    Error bars: latency spread (min-max over results, or over repeats for one result) and score
-    standard deviation over results (prompts x seeds). Raises :class:`ChartError` when the
-    table mixes score checkpoints or scales.
+    return METRICS[metric].label if metric in METRICS else metric
+
+
+def _interval(value, low, high) -> tuple[float, float, bool]:
+    """Error-bar lengths (above, below) of ``value`` for the CI ``[low, high]``; zero and False
+    when the interval is unknown (fewer than two prompts)."""
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (value, low, high)):
+        return 0.0, 0.0, False
+    return max(0.0, float(high) - float(value)), max(0.0, float(value) - float(low)), True
+
+
+def _ci_text(low, high, digits: int = 3) -> str:
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)):
+        return "no interval (one prompt)"
+    return f"95% CI {low:.{digits}f}–{high:.{digits}f}"
+
+
+def latency_vs_score(df: pd.DataFrame, *, per_mp: bool = False, metric: str = "clip_score"):
+    """Steady-state latency (x) against a quality metric (y), one point per model, Pareto
+    frontier marked.
+
+    Error bars: the bootstrap intervals of :func:`dsdcompare.stats.summary` over prompts (the
+    latency's resamples prompts with their observations; none with one prompt). Each point is
+    labelled with the prompts and seeds behind it. Raises :class:`ChartError` when the table
+    mixes score checkpoints or scales.
     """
     import plotly.graph_objects as go
 
@@ -326,59 +380,72 @@ def latency_vs_score(df: pd.DataFrame, *, per_mp: bool = False):
     if len(groups) > 1:
         raise ChartError(f"CLIP scores from {len(groups)} checkpoints/scales are not comparable: "
                          f"{groups}; choose one")
-    summary = model_summary(df, per_mp=per_mp)
+    summary = model_summary(df, per_mp=per_mp, metric=metric)
     colours = model_colours(df)
-    frontier = pareto_frontier(summary)
+    frontier = pareto_frontier(summary) if _higher_is_better(metric) else []
     unit = "s per megapixel" if per_mp else "s per call"
+    label = metric_label(metric)
     fig = go.Figure()
     scored = summary.dropna(subset=["score"])
     for _, row in scored.iterrows():
         is_student = _none_if_nan(row["teacher"]) is not None
         tags = [t for t, on in (("stand-in", row["standin"]), ("toy", row["toy"])) if on]
         name = row["label"] + (f" [{', '.join(tags)}]" if tags else "")
+        x_hi, x_lo, _ = _interval(row["latency"], row["latency_ci_low"], row["latency_ci_high"])
+        y_hi, y_lo, _ = _interval(row["score"], row["clip_ci_low"], row["clip_ci_high"])
+        behind = f"{row['n_prompts']} prompts × {row['n_seeds']} seeds"
         fig.add_trace(go.Scatter(
-            x=[row["latency"]], y=[row["score"]], mode="markers", name=name,
+            x=[row["latency"]], y=[row["score"]], mode="markers+text", name=name,
+            text=[behind], textposition="top center", textfont=dict(size=10),
             marker=dict(size=15, color=colours.get(row["model"]),
-                        symbol="diamond" if is_student else "circle",
-                        line=dict(width=2, color="white")),
-            error_x=dict(type="data", symmetric=False,
-                         array=[row["latency_hi"] - row["latency"]],
-                         arrayminus=[row["latency"] - row["latency_lo"]], thickness=1.5),
-            error_y=dict(type="data", array=[row["score_sd"]], thickness=1.5),
+                        symbol="diamond" if is_student else "circle", opacity=0.9),
+            error_x=dict(type="data", symmetric=False, array=[x_hi], arrayminus=[x_lo],
+                         thickness=1.5),
+            error_y=dict(type="data", symmetric=False, array=[y_hi], arrayminus=[y_lo],
+                         thickness=1.5),
             hovertemplate=(f"<b>{name}</b><br>latency %{{x:.3f}} {unit} "
-                           f"(range {row['latency_lo']:.3f}–{row['latency_hi']:.3f})<br>"
-                           f"CLIP %{{y:.3f}} ± {row['score_sd']:.3f}<br>"
-                           f"{row['n']} results, {row['prompts']} prompts, {row['seeds']} seeds"
-                           "<extra></extra>"),
+                           f"({_ci_text(row['latency_ci_low'], row['latency_ci_high'])})<br>"
+                           f"{label} %{{y:.3f}} "
+                           f"({_ci_text(row['clip_ci_low'], row['clip_ci_high'])})<br>"
+                           f"{row['n']} results: {behind}<extra></extra>"),
         ))
     if len(frontier) > 0:
         pts = scored.set_index("point").loc[frontier]
         fig.add_trace(go.Scatter(
             x=pts["latency"], y=pts["score"], mode="lines+markers", name="Pareto frontier",
-            line=dict(color="#333333", dash="dash", width=1.5),
-            marker=dict(size=24, symbol="circle-open", color="#333333", line=dict(width=1.5)),
+            line=dict(color=NEUTRAL, dash="dash", width=1.5),
+            marker=dict(size=24, symbol="circle-open", color=NEUTRAL, line=dict(width=1.5)),
             hoverinfo="skip"))
     missing = summary[summary["score"].isna()]["label"].tolist()
     if missing:
-        fig.add_annotation(text="no CLIP score, not plotted: " + ", ".join(missing),
+        fig.add_annotation(text=f"no {label}, not plotted: " + ", ".join(missing),
                            xref="paper", yref="paper", x=0, y=-0.2, showarrow=False,
-                           font=dict(size=11, color="#8a1c1c"), xanchor="left")
-    scorer = groups[0] if groups else "no scores"
+                           font=dict(size=11, color=_WARNING), xanchor="left")
+    scorer = score_group_label(groups[0]) if groups else "no scores"
+    better = "higher" if _higher_is_better(metric) else "lower"
     fig.update_layout(
-        title=dict(text=f"Latency vs CLIP score ({'per megapixel' if per_mp else 'steady state'})"
-                        f"<br><sup>CLIP: {scorer}</sup>"),
+        title=dict(text=f"Latency vs {label} ({'per megapixel' if per_mp else 'steady state'})"
+                        f"<br><sup>{'CLIP: ' + scorer + ' · ' if metric == 'clip_score' else ''}"
+                        "error bars: 95% bootstrap intervals over prompts</sup>"),
         xaxis_title=f"latency, steady-state median ({unit}) — lower is better",
-        yaxis_title="CLIP score — higher is better",
+        yaxis_title=f"{label} — {better} is better",
         legend=dict(orientation="h", yanchor="top", y=-0.18 if not missing else -0.28, x=0),
         margin=dict(t=80, b=90), height=480)
     if len(scored):
-        hi = float(scored["latency_hi"].max())
+        x_top = pd.concat([scored["latency_ci_high"], scored["latency"]], axis=1).max(axis=1)
+        hi = float(x_top.max())
         fig.update_xaxes(range=[0, hi * 1.2 if hi > 0 else 1])
-        lo_y = float((scored["score"] - scored["score_sd"]).min())
-        hi_y = float((scored["score"] + scored["score_sd"]).max())
-        pad = max((hi_y - lo_y) * 0.15, abs(hi_y) * 0.05, 0.5)
-        fig.update_yaxes(range=[lo_y - pad, hi_y + pad])
+        lo_y = float(pd.concat([scored["clip_ci_low"], scored["score"]], axis=1).min(axis=1).min())
+        hi_y = float(pd.concat([scored["clip_ci_high"], scored["score"]], axis=1).max(axis=1).max())
+        pad = max((hi_y - lo_y) * 0.15, abs(hi_y) * 0.05, 0.5 if metric == "clip_score" else 0.01)
+        fig.update_yaxes(range=[lo_y - pad, hi_y + pad * 1.5])  # room for the labels above
     return fig
+
+
+def _higher_is_better(metric: str) -> bool:
+    from .stats import METRICS
+
+    return METRICS[metric].higher_is_better if metric in METRICS else True
 
 
 def stage_breakdown(df: pd.DataFrame, *, per_mp: bool = False):
@@ -395,11 +462,21 @@ def stage_breakdown(df: pd.DataFrame, *, per_mp: bool = False):
             x=summary["label"], y=summary[col], name=label,
             marker_color=_STAGE_COLOURS[col],
             hovertemplate=f"%{{x}}<br>{label}: %{{y:.3f}} {unit}<extra></extra>"))
-    totals = summary[list(STAGE_COLUMNS)].sum(axis=1)
-    fig.add_trace(go.Scatter(x=summary["label"], y=totals, mode="text",
-                             text=[f"{t:.2f}" for t in totals], textposition="top center",
-                             showlegend=False, hoverinfo="skip"))
-    fig.update_layout(barmode="stack", title=dict(text="Where the time goes (median per stage)"),
+    above, below = zip(*[_interval(r["latency"], r["latency_ci_low"], r["latency_ci_high"])[:2]
+                         for _, r in summary.iterrows()]) if len(summary) else ((), ())
+    fig.add_trace(go.Scatter(  # the call's median and its interval over prompts, labelled
+        x=summary["label"], y=summary["latency"], mode="markers+text", name="whole call, 95% CI",
+        text=[f"{t:.2f}" for t in summary["latency"]], textposition="top right",
+        marker=dict(size=7, symbol="line-ew-open", color=NEUTRAL, line=dict(width=2)),
+        error_y=dict(type="data", symmetric=False, array=list(above), arrayminus=list(below),
+                     color=NEUTRAL, thickness=1.5, width=8),
+        hovertemplate=[f"{r['label']}<br>whole call %{{y:.3f}} {unit}<br>"
+                       f"{_ci_text(r['latency_ci_low'], r['latency_ci_high'])} · "
+                       f"{r['n_prompts']} prompts × {r['n_seeds']} seeds<extra></extra>"
+                       for _, r in summary.iterrows()]))
+    fig.update_layout(barmode="stack", title=dict(text="Where the time goes (median per stage)"
+                                                       "<br><sup>whiskers: 95% bootstrap interval "
+                                                       "of the whole call over prompts</sup>"),
                       yaxis_title=f"seconds ({unit})", xaxis_title=None, height=420,
                       legend=dict(orientation="h", yanchor="top", y=-0.15, x=0,
                                   traceorder="normal"),
@@ -465,11 +542,11 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
     match = [c for c in summary.columns if c in ("steps", *PAIRING_COLUMNS)]
     colours = model_colours(df)
     fig = go.Figure()
-    fig.add_hline(y=1, line=dict(color="#bbbbbb", width=1))
-    fig.add_vline(x=1, line=dict(color="#bbbbbb", width=1))
+    fig.add_hline(y=1, line=dict(color=NEUTRAL_FAINT, width=1))
+    fig.add_vline(x=1, line=dict(color=NEUTRAL_FAINT, width=1))
     fig.add_trace(go.Scatter(x=[1], y=[1], mode="markers+text", text=["teacher"],
                              textposition="bottom right", name="teacher (reference)",
-                             marker=dict(size=10, color="#333333"), hoverinfo="skip"))
+                             marker=dict(size=10, color=NEUTRAL), hoverinfo="skip"))
     claims = list(claims)
     xs = [1.0] + [c.latency_ratio for c in claims if c.latency_ratio is not None]
     measured = 0
@@ -488,8 +565,7 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
             x=[lat], y=[score if not math.isnan(score) else 1.0], mode="markers+text",
             name=f"{row['label']} / {t['label']} (measured here)",
             text=[row["label"]], textposition="top center",
-            marker=dict(size=16, color=colours.get(row["model"]), symbol="diamond",
-                        line=dict(width=2, color="white")),
+            marker=dict(size=16, color=colours.get(row["model"]), symbol="diamond", opacity=0.9),
             hovertemplate=(f"<b>{row['label']}</b> vs {t['label']}, measured here<br>"
                            "latency ×%{x:.2f}<br>"
                            + ("CLIP ×%{y:.3f}" if not math.isnan(score) else "no CLIP score")
@@ -499,7 +575,7 @@ def student_vs_teacher(df: pd.DataFrame, claims: Iterable[Claim] = ()):
     if not measured:
         fig.add_annotation(text="no teacher/student pair measured in this selection",
                            xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
-                           font=dict(size=13, color="#8a1c1c"))
+                           font=dict(size=13, color=_WARNING))
     fig.update_layout(
         title=dict(text="Student relative to its teacher<br><sup>measured here (filled) and "
                         "published elsewhere (grey): ratios share one scale</sup>"),
@@ -551,7 +627,12 @@ def _none_if_nan(value):
         return value
 
 
-__all__ = ["COLUMNS", "STAGE_COLUMNS", "ChartError", "Claim", "facts_table", "frame_from_results",
-           "latency_vs_score", "model_colours", "model_summary", "pareto_frontier",
-           "per_megapixel", "published_claims", "score_groups", "select", "setting_labels",
-           "stage_breakdown", "steps_sweep", "student_vs_teacher", "VIEW_COLUMNS"]
+# the paired-difference figures live in their own module; importable from here as well
+from .pair_charts import difference_heatmap, forest_plot  # noqa: E402
+
+__all__ = ["COLUMNS", "NEUTRAL", "NEUTRAL_FAINT", "STAGE_COLUMNS", "ChartError", "Claim",
+           "difference_heatmap", "facts_table", "forest_plot", "frame_from_results",
+           "latency_vs_score", "metric_label", "model_colours", "model_summary",
+           "pareto_frontier", "per_megapixel", "published_claims", "score_group_label",
+           "score_groups", "select", "setting_labels", "short_checkpoint", "stage_breakdown",
+           "steps_sweep", "student_vs_teacher", "VIEW_COLUMNS"]

@@ -250,3 +250,67 @@ def test_chart_columns_are_the_stores():
     from dsdcompare.store import RESULT_COLUMNS
 
     assert set(charts.COLUMNS) <= set(RESULT_COLUMNS)
+
+
+# --- intervals, paired differences, theme -----------------------------------------------------------
+
+def test_error_bars_are_the_summarys_bootstrap_intervals_and_points_name_their_prompts():
+    df = pd.concat([rows(("m", None, 1.0 + 0.1 * i, 20.0 + i, {"prompt": f"p{i}", "seed": s}))
+                    for i in range(5) for s in (0, 1)], ignore_index=True)
+    fig = charts.latency_vs_score(df)
+    summary = charts.model_summary(df).iloc[0]
+    [point] = [t for t in fig.data if t.name == "M"]
+    assert point.error_y.array[0] == pytest.approx(summary["clip_ci_high"] - summary["score"])
+    assert point.error_y.arrayminus[0] == pytest.approx(summary["score"] - summary["clip_ci_low"])
+    assert point.error_x.array[0] == pytest.approx(summary["latency_ci_high"] - summary["latency"])
+    assert point.text[0] == "5 prompts × 2 seeds"
+
+
+def test_forest_plot_rows_are_pair_effects_with_their_intervals():
+    from dsdcompare import stats
+
+    df = pd.concat([rows(("t", None, 1.0, 20.0 + i, {"prompt": f"p{i}"}),
+                         ("s", "t", 0.5, 19.0 + i + 0.1 * (i % 2), {"prompt": f"p{i}"}))
+                    for i in range(6)], ignore_index=True)
+    cats = {f"p{i}": "even" if i % 2 == 0 else "odd" for i in range(6)}
+    effects = stats.pair_effects(df, categories=cats, n_resamples=500)
+    fig = charts.forest_plot(df, effects=effects)
+    quality = [t for t in fig.data if t.xaxis == "x"]
+    assert [t.y[0] for t in quality] == ["S vs T (6 prompts × 1 seeds)", "· even (3 prompts × 1 seeds)",
+                                         "· odd (3 prompts × 1 seeds)"]
+    assert [t.x[0] for t in quality] == pytest.approx(list(effects["quality_mean"]))
+    ratio = [t for t in fig.data if t.xaxis == "x2"]
+    assert ratio[0].x[0] == pytest.approx(0.5) and fig.layout.xaxis2.type == "log"
+    empty = charts.forest_plot(rows(("t", None, 1.0, 20.0)))
+    assert "no teacher/student pair" in empty.layout.annotations[-1].text
+
+
+def test_difference_heatmap_is_the_mean_absolute_difference():
+    import numpy as np
+    from PIL import Image
+
+    a = Image.new("RGB", (4, 4), (0, 0, 0))
+    b = Image.new("RGB", (4, 4), (30, 60, 90))
+    fig = charts.difference_heatmap(a, b)
+    assert np.asarray(fig.data[0].z) == pytest.approx(np.full((4, 4), 60.0))
+    with pytest.raises(charts.ChartError, match="equal sizes"):
+        charts.difference_heatmap(a, Image.new("RGB", (8, 8)))
+
+
+def test_scorer_labels_never_show_a_machines_paths():
+    assert charts.short_checkpoint("/home/me/dsdcompare/toyzoo/weights/toy-clip") == "toy-clip"
+    assert charts.short_checkpoint("openai/clip-vit-large-patch14") == "openai/clip-vit-large-patch14"
+    assert charts.short_checkpoint(None) == "no scorer"
+    assert charts.score_group_label("/x/y/toy-clip (100 x cosine, clamped at 0)") == \
+        "toy-clip (100 x cosine, clamped at 0)"
+
+
+def test_figures_set_no_white_or_fixed_grey_so_they_follow_the_theme():
+    figs = [charts.latency_vs_score(PAIRS), charts.stage_breakdown(PAIRS),
+            charts.student_vs_teacher(PAIRS, [charts.Claim("student-a", "teacher-a", 0.6, 0.9,
+                                                           "c", "s")]),
+            charts.forest_plot(PAIRS)]
+    # the colours the figures set themselves (Streamlit replaces plotly's default template)
+    text = " ".join(f.update_layout(template=None).to_json() for f in figs).lower()
+    for colour in ('"white"', "#fff", "#333", "#bbb", "#6b6b6b", "#c7c7c7", "#9e9e9e"):
+        assert colour not in text

@@ -163,3 +163,74 @@ def test_a_failure_without_a_scorer_is_the_observation_it_repeats():
     student = table.set_index("model").loc["bk-sdm-small"]
     assert (student.n, student.n_failed) == (6, 1)
     assert list(table.model) == ["sd-v1-4", "bk-sdm-small"]
+
+
+# --- latency intervals, metrics, paired effects (the dashboard's analysis views) ------------------
+
+def test_clustered_ci_resamples_clusters_and_brackets_the_median():
+    rng = np.random.default_rng(4)
+    clusters = np.repeat(np.arange(20), 3)
+    values = 1.0 + 0.1 * rng.normal(size=20)[clusters] + 0.01 * rng.normal(size=60)
+    low, high = stats.clustered_ci(values, clusters, n_resamples=2000)
+    assert low < np.median(values) < high
+    # one cluster per value: the plain bootstrap of the median (same resamples, same seed)
+    ones = stats.clustered_ci(values[:20], np.arange(20), method="percentile", n_resamples=2000)
+    ref = sps.bootstrap((values[:20],), np.median, method="percentile", n_resamples=2000,
+                        rng=np.random.default_rng(0)).confidence_interval
+    assert ones == pytest.approx((ref.low, ref.high), rel=1e-12)
+    assert all(math.isnan(v) for v in stats.clustered_ci([1.0, 2.0], ["a", "a"]))
+    assert stats.clustered_ci([2.0, 2.0, 2.0], ["a", "b", "c"]) == (2.0, 2.0)
+
+
+def test_summary_latency_interval_resamples_prompts():
+    df = results_table(n_prompts=8, steps=(10,))
+    row = stats.summary(df, n_resamples=1000).iloc[0]
+    teacher = df[df.model == "sd-v1-4"]
+    assert (row.latency_ci_low, row.latency_ci_high) == pytest.approx(tuple(stats.clustered_ci(
+        teacher["median_s"], teacher["prompt"], n_resamples=1000)))
+    assert row.latency_ci_low <= row.latency_median_s <= row.latency_ci_high
+    assert row.n_seeds == 2
+
+
+def test_available_metrics_and_a_summary_of_another_metric():
+    df = results_table(n_prompts=4, steps=(10,))
+    assert stats.available_metrics(df) == ["clip_score"]
+    df["ssim"] = np.where(df.model == "bk-sdm-small", 0.8, np.nan)
+    assert stats.available_metrics(df) == ["clip_score", "ssim"]
+    table = stats.summary(df, metric="ssim", n_resamples=500).set_index("model")
+    assert table.loc["bk-sdm-small", "clip_mean"] == pytest.approx(0.8)  # the metric's mean
+    assert math.isnan(table.loc["sd-v1-4", "clip_mean"]) and table.loc["sd-v1-4", "n_scored"] == 0
+    assert table.loc["bk-sdm-small", "n_paired"] == 0  # fidelity has no teacher value to subtract
+
+
+def test_pair_effects_overall_row_is_the_summarys_paired_difference():
+    df = results_table(n_prompts=6, steps=(10,))
+    effects = stats.pair_effects(df, n_resamples=800)
+    assert list(effects.columns) == ["model", "steps", *stats.PAIR_EFFECT_COLUMNS]
+    [row] = effects.to_dict("records")  # no categories: one row over all prompts
+    student = stats.summary(df, n_resamples=800).set_index("model").loc["bk-sdm-small"]
+    assert row["category"] == stats.ALL and (row["n_prompts"], row["n_seeds"], row["n_pairs"]) == (6, 2, 12)
+    assert row["quality_mean"] == pytest.approx(student.diff_mean)
+    assert (row["quality_ci_low"], row["quality_ci_high"]) == pytest.approx(
+        (student.diff_ci_low, student.diff_ci_high))
+    assert row["latency_ratio"] == pytest.approx(STUDENT_LATENCY / TEACHER_LATENCY, rel=0.02)
+    assert row["latency_ratio_ci_low"] < row["latency_ratio"] < row["latency_ratio_ci_high"]
+
+
+def test_pair_effects_per_category_and_the_shipped_suites_categories():
+    df = results_table(n_prompts=6, steps=(10,))
+    cats = {f"prompt {p}": ("animals" if p < 3 else "text") for p in range(6)}
+    effects = stats.pair_effects(df, categories=cats, n_resamples=500)
+    assert list(effects["category"]) == [stats.ALL, "animals", "text"]
+    assert list(effects["n_prompts"]) == [6, 3, 3]
+    found = stats.prompt_categories(["a red fox curled up asleep in fresh snow", "not a suite prompt"])
+    assert found == {"a red fox curled up asleep in fresh snow": "animals"}
+
+
+def test_paired_differences_of_another_metric_keep_columns_for_both_sides():
+    df = results_table(n_prompts=2, steps=(10,))
+    df["result_id"] = range(len(df))
+    pairs = stats.paired_differences(df, keep=("result_id",))
+    assert {"result_id", "teacher_result_id"} <= set(pairs.columns)
+    teacher_ids = set(df.loc[df.model == "sd-v1-4", "result_id"])
+    assert set(pairs["teacher_result_id"]) <= teacher_ids

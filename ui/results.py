@@ -2,6 +2,9 @@
 
 The numbers come from engine Results (or Results rebuilt from the store with
 ``Store.load_result``), so a live comparison (Compare) and a stored one (History) look the same.
+Each model's column is a small gallery (every image of the prompt with its own score); the
+table sits beside the stage chart and carries the cost of each latency and the energy per
+image. User text (model names, errors, flags) is shown as text (``ui.common.plain``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from PIL import Image
 from dsdcompare import charts
 from dsdcompare.registry import get_model
 
-from .common import png_bytes, slug
+from . import cost
+from .common import plain, png_bytes, slug
 
 DISPLAY_MIN_PX = 256  # small images (toy 32 px, stand-ins 64 px) are enlarged crisply to this
 MAX_COLUMNS = 4  # image columns per row
@@ -28,6 +32,8 @@ COMPACT = {
     "its_per_s": "it/s", "peak_memory_mb": "peak memory MB", "clip_score": "CLIP score",
     "psnr": "PSNR vs teacher dB", "ssim": "SSIM vs teacher", "flags": "flags", "error": "error",
 }
+#: Shown for a quantity this result could not measure (energy off NVIDIA GPUs).
+NOT_MEASURED = "not measured"
 
 
 class ProgressPanel:
@@ -72,11 +78,13 @@ class ProgressPanel:
         with self.log:
             if result.success:
                 t = result.timing
-                st.write(f":material/check_circle: **{result.model_name}** — "
-                         f"{t.median_s:.3f} s steady state, {t.its_per_s:.1f} it/s")
+                st.markdown(f":material/check_circle: **{plain(result.model_name)}** — "
+                            f"{t.median_s:.3f} s steady state, {t.its_per_s:.1f} it/s"
+                            + (" (contended: a busy CPU, not the model's speed)"
+                               if getattr(t, "contended", False) else ""))
             else:
-                st.write(f":material/error: **{result.model_name}** failed — "
-                         f"{(result.error or '').splitlines()[0][:160]}")
+                st.markdown(f":material/error: **{plain(result.model_name)}** failed — "
+                            f"{plain((result.error or 'no error text').splitlines()[0][:160])}")
 
     def close(self, results) -> None:
         """Collapse the panel with a summary label."""
@@ -101,16 +109,44 @@ def display_image(image: Image.Image) -> Image.Image:
 
 
 def caption(result) -> str:
-    """Latency (steady-state median) and CLIP score, with what they are."""
+    """Latency (steady-state median), its cost and the CLIP score, with what they are."""
     t, s = result.timing, result.score
     parts = [f"{t.median_s:.3f} s steady-state median" if t else "no timing"]
+    if t and getattr(t, "contended", False):  # the machine's load, not the model's speed
+        parts[0] = f"contended: {parts[0]} on a busy CPU, not the model's speed"
+    if t:
+        usd = cost.per_1000(t.median_s, t.images_per_call or 1)
+        if usd == usd:  # not NaN
+            parts.append(f"${usd:.3g} per 1k images")
     value = getattr(s, "value", None) if s is not None else None
     if value is not None:
-        scale = getattr(s, "scale", "")
-        parts.append(f"CLIP {value:.2f}" if "100" in scale else f"CLIP {value:.4f} (raw cos)")
+        parts.append(_score_text(value, getattr(s, "scale", "")))
     elif s is not None:
         parts.append("no CLIP score")
     return " · ".join(parts)
+
+
+def _score_text(value: float, scale: str) -> str:
+    return f"CLIP {value:.2f}" if "100" in scale else f"CLIP {value:.4f} (raw cos)"
+
+
+def image_captions(result) -> list[str]:
+    """One caption per image: its number and its own score, or why it was not scored."""
+    s = result.score
+    per_image = list(getattr(s, "per_image", None) or []) if s is not None else []
+    excluded = list(getattr(s, "excluded", None) or []) if s is not None else []
+    out = []
+    for i in range(len(result.images)):
+        value = per_image[i] if i < len(per_image) else None
+        why = excluded[i] if i < len(excluded) else None
+        if value is not None:
+            text = _score_text(value, getattr(s, "scale", ""))
+        elif why:
+            text = f"not scored: {why}"
+        else:
+            text = "no CLIP score"
+        out.append(f"#{i + 1} · {text}")
+    return out
 
 
 def result_columns(results, *, key_prefix: str, prompt: str, seed: int,
@@ -132,17 +168,17 @@ def result_columns(results, *, key_prefix: str, prompt: str, seed: int,
 
 
 def _result_cell(r, *, key_prefix: str, prompt: str, seed: int, mixed: bool) -> None:
-    st.markdown(f"**{r.model_name}**")
+    st.markdown(f"**{plain(r.model_name)}**")
     if r.teacher:
         try:
             teacher = get_model(r.teacher).name
         except ValueError:
             teacher = r.teacher
-        st.markdown(f":blue-badge[student of {teacher.split(' (')[0]}]")
+        st.markdown(f":blue-badge[student of {plain(teacher.split(' (')[0])}]")
     else:
         st.markdown(":gray-badge[teacher / base]")  # one line: the images of a row stay aligned
     if not r.success:
-        st.error(r.error or "failed", icon=":material/error:")
+        st.error(plain(r.error or "failed"), icon=":material/error:")
         if getattr(r, "error_detail", None):
             with st.expander("Traceback"):
                 st.code(r.error_detail, language=None)
@@ -153,19 +189,22 @@ def _result_cell(r, *, key_prefix: str, prompt: str, seed: int, mixed: bool) -> 
     image = r.images[0]
     if len(r.images) == 1:
         st.image(display_image(image), caption=caption(r), width="stretch")
-    else:  # several images per prompt: all of them, the numbers once
-        st.image([display_image(i) for i in r.images], width=DISPLAY_MIN_PX // 2)
+    else:  # a small gallery: every image of the prompt with its own score, the numbers once
+        st.image([display_image(i) for i in r.images], caption=image_captions(r),
+                 width=DISPLAY_MIN_PX // 2)
         st.caption(caption(r))
     if r.standin and mixed:
         st.caption(":orange[stand-in weights: this image is noise]")
     fid = r.fidelity or {}
     if fid.get("psnr") is not None:
-        st.caption(f"vs teacher: PSNR {fid['psnr']:.1f} dB · SSIM {fid['ssim']:.3f}")
+        ssim = fid.get("ssim")
+        st.caption(f"vs teacher: PSNR {fid['psnr']:.1f} dB"
+                   + (f" · SSIM {ssim:.3f}" if ssim is not None else ""))
     for flag in r.flags:
-        st.caption(f":material/flag: {flag}")
+        st.caption(f":material/flag: {plain(flag)}")
     st.download_button(
         "PNG", data=png_bytes(image), mime="image/png", icon=":material/download:",
-        file_name=f"{r.model}-seed{seed}-{slug(prompt)}.png", on_click="ignore",
+        file_name=f"{slug(r.model)}-seed{seed}-{slug(prompt)}.png", on_click="ignore",
         key=f"{key_prefix}_png_{r.model}", width="stretch")
 
 
@@ -181,10 +220,62 @@ def compact_results(df: pd.DataFrame) -> pd.DataFrame:
     return out[cols].rename(columns=COMPACT).reset_index(drop=True)
 
 
-def results_table(results) -> None:
-    """The compact table under the images (timings, stages, it/s, memory, score, flags)."""
+def dashes(df: pd.DataFrame, formats: dict[str, str] | None = None) -> pd.DataFrame:
+    """``df`` for display: in a column with missing values they show as "—" (Streamlit draws
+    "None") and its numbers as text with ``formats[column]`` (default ``{:.4g}``); complete
+    columns keep their numbers (sortable, formatted by the column config)."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].isna().any():
+            fmt = (formats or {}).get(col, "{:.4g}")
+            out[col] = [("—" if pd.isna(v) else fmt.format(v) if isinstance(v, (int, float))
+                         else str(v)) for v in out[col]]
+    return out
+
+
+def numeric_config(shown: pd.DataFrame, config: dict) -> dict:
+    """``config`` less the number formats of columns :func:`dashes` turned into text."""
+    def number(v) -> bool:
+        return (v.get("type_config") or {}).get("type") == "number"
+
+    return {k: v for k, v in config.items()
+            if k not in shown or pd.api.types.is_numeric_dtype(shown[k]) or not number(v)}
+
+
+#: Number formats of the compact table's columns, for :func:`dashes`.
+COMPACT_FORMATS = {**{label: "{:.3f}" for col, label in COMPACT.items() if col.endswith("_s")},
+                   "it/s": "{:.2f}", "peak memory MB": "{:.0f}", "CLIP score": "{:.3f}",
+                   "PSNR vs teacher dB": "{:.1f}", "SSIM vs teacher": "{:.3f}",
+                   "$ / 1k images": "${:.4g}"}
+
+
+def energy_text(timing) -> str:
+    """Joules per image, or "not measured" (a CPU, no NVML: the reason is in the tooltip)."""
+    value = getattr(timing, "energy_j_per_image", None) if timing is not None else None
+    return f"{value:.1f} J" if value is not None else NOT_MEASURED
+
+
+def results_table(results, *, key_prefix: str = "results") -> None:
+    """The compact table (timings, stages, it/s, memory, cost, energy, score, flags) beside the
+    stage chart: where each model's steady-state call spends its time."""
     df = compact_results(charts.frame_from_results(results))
-    st.dataframe(df, hide_index=True, width="stretch", column_config=_column_config(df))
+    at = df.columns.get_loc("steady s (median)") + 1 if "steady s (median)" in df else len(df.columns)
+    df.insert(at, cost.COLUMN, [cost.per_1000(r.timing.median_s, r.timing.images_per_call or 1)
+                                if r.timing else float("nan") for r in results])
+    df.insert(at + 1, "energy / image", [energy_text(r.timing) for r in results])
+    ok = [r for r in results if r.success and r.timing]
+    left, right = st.columns([1.7, 1], gap="medium") if ok else (st.container(), None)
+    shown = dashes(df, COMPACT_FORMATS)
+    left.dataframe(shown, hide_index=True, width="stretch",
+                   column_config=numeric_config(shown, _column_config(df)))
+    if right is not None:
+        fig = charts.stage_breakdown(charts.frame_from_results(ok))
+        names = list(fig.data[0].x)  # short names under narrow bars: "(synthetic shapes)" off
+        fig.update_xaxes(tickmode="array", tickvals=names, tickangle=0,
+                         ticktext=[str(n).split(" (")[0] for n in names])
+        fig.update_layout(height=380, title=dict(text="Where the time goes"),
+                          legend=dict(font=dict(size=10)))
+        right.plotly_chart(fig, key=f"{key_prefix}_stages", width="stretch")
 
 
 def _column_config(df) -> dict:
@@ -197,6 +288,12 @@ def _column_config(df) -> dict:
         "CLIP score": st.column_config.NumberColumn("CLIP score", format="%.3f"),
         "PSNR vs teacher dB": st.column_config.NumberColumn("PSNR vs teacher dB", format="%.1f"),
         "SSIM vs teacher": st.column_config.NumberColumn("SSIM vs teacher", format="%.3f"),
+        cost.COLUMN: st.column_config.NumberColumn(
+            cost.COLUMN, format="$%.4g", help="steady-state latency x the sidebar's $ per "
+                                              "device-hour (busy time only)"),
+        "energy / image": st.column_config.TextColumn(
+            "energy / image", help="NVML energy of the timed calls per image (NVIDIA GPUs only; "
+                                   "whole board)"),
     })
     return {k: v for k, v in numbers.items() if k in df.columns}
 
@@ -207,14 +304,15 @@ def downloads(results, *, key_prefix: str, prompt: str, seed: int) -> None:
 
     stem = f"dsdcompare-seed{seed}-{slug(prompt)}"
     c1, c2, c3, _ = st.columns([1, 1, 1, 1.5])
-    c1.download_button("Contact sheet (PNG)", data=png_bytes(contact_sheet(results)),
+    c1.download_button("Contact sheet (PNG)", data=lambda: png_bytes(contact_sheet(results)),  # built when clicked
                        file_name=f"{stem}-sheet.png", mime="image/png", on_click="ignore",
                        key=f"{key_prefix}_sheet", icon=":material/grid_view:", width="stretch")
     c2.download_button("Results table (CSV)",
-                       data=charts.frame_from_results(results).to_csv(index=False),
+                       data=lambda: charts.frame_from_results(results).to_csv(index=False),
                        file_name=f"{stem}.csv", mime="text/csv", on_click="ignore",
                        key=f"{key_prefix}_csv", icon=":material/table:", width="stretch")
     c3.download_button("Full records (JSON)",
-                       data=json.dumps([r.to_dict() for r in results], indent=1, default=str),
+                       data=lambda: json.dumps([r.to_dict() for r in results], indent=1,
+                                                default=str),
                        file_name=f"{stem}.json", mime="application/json", on_click="ignore",
                        key=f"{key_prefix}_json", icon=":material/data_object:", width="stretch")

@@ -41,6 +41,7 @@ from typing import Any
 from .errors import InputError
 from .registry import ModelSpec
 from .zoo import (
+    MODEL_BUILD_LOCK,
     STANDIN_SOURCES,
     Location,
     WeightsUnavailable,
@@ -136,7 +137,7 @@ def load_pipeline(spec: ModelSpec, source: str | None = None, *, device: str = "
     else:
         cls = pipeline_class(spec.pipeline)
         try:
-            with quiet_loading_bars():
+            with MODEL_BUILD_LOCK, quiet_loading_bars():
                 pipe = cls.from_pretrained(
                     location.path, revision=location.revision, dtype=torch_dtype,
                     variant=variant, use_safetensors=True, trust_remote_code=False,

@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import zlib
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ STANDIN_SOURCES = ("tiny", "arch")
 #: Bump when the miniatures change, so old cached builds are not reused.
 TINY_VERSION = 2  # 2: fp16 variant files per folder, where the real repo has them
 TINY_SEED = 0
+#: Held while a model is built on the meta device or loaded: accelerate's ``init_empty_weights``
+#: patches ``torch.nn.Module.register_parameter`` for the whole process, so a meta build in one
+#: thread (the Models page counting) and a load in another (the warm start) would corrupt each
+#: other ("Cannot copy out of meta tensor"). Re-entrant: a build may load, a load may build.
+MODEL_BUILD_LOCK = threading.RLock()
 
 
 class WeightsUnavailable(DsdCompareError, RuntimeError):
@@ -212,8 +218,9 @@ def build_tiny(spec: ModelSpec) -> Path:
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        comps = build_components(miniature(arch), tokenizer_dir=tmp / ".tok")
-        pipe = pipeline_class(arch.pipeline)(**comps)
+        with MODEL_BUILD_LOCK:  # real parameters: never while another thread builds on meta
+            comps = build_components(miniature(arch), tokenizer_dir=tmp / ".tok")
+            pipe = pipeline_class(arch.pipeline)(**comps)
         pipe.save_pretrained(tmp, safe_serialization=True)
         # fp16 files only in the folders where the real repo has them (e.g. BK-SDM-small's unet/
         # and vae/), so loading with variant="fp16" exercises diffusers' per-folder fallback
@@ -260,7 +267,8 @@ def build_arch_pipeline(spec: ModelSpec, *, device: str = "cpu", dtype=None, see
     dtype = dtype or torch.float32
     # Only parameters go to the meta device: a blanket ``torch.device("meta")`` would also put
     # schedulers' tensors there (EulerDiscreteScheduler then fails to build).
-    with tempfile.TemporaryDirectory() as tok_dir, init_empty_weights(include_buffers=False):
+    with MODEL_BUILD_LOCK, tempfile.TemporaryDirectory() as tok_dir, \
+            init_empty_weights(include_buffers=False):
         comps = build_components(arch, tokenizer_dir=Path(tok_dir))
     for name, comp in comps.items():
         if isinstance(comp, torch.nn.Module):

@@ -116,6 +116,7 @@ DEEP_LINKS = {
     "/speed-quality": ("Speed vs quality", "Run a comparison on the Compare page"),
     "/history": ("History", "Run a comparison on the Compare page first"),
     "/models": ("Models", "Published figures"),
+    "/pairs": ("Pairs", None),  # None: the title alone
     "/review": ("Review", None),  # None: the title alone (the page asks for a reviewer name)
     "/compare?prompt=a+green+square&seed=1099511627776&steps=200&cfg=30":
         ("Compare", "Results appear here"),

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..registry import ModelSpec, get_model
 from ..speed import pipeline_modules
-from ..zoo import STANDIN_SOURCES
+from ..zoo import MODEL_BUILD_LOCK, STANDIN_SOURCES
 from .stages import ProfileError, check_size, stage_calls
 
 
@@ -41,7 +41,8 @@ def meta_pipeline(spec: ModelSpec, source: str = "arch"):
     arch = get_architecture(spec.arch)
     if source == "tiny":
         arch = miniature(arch)
-    with tempfile.TemporaryDirectory() as tok_dir, init_empty_weights(include_buffers=False):
+    with MODEL_BUILD_LOCK, tempfile.TemporaryDirectory() as tok_dir, \
+            init_empty_weights(include_buffers=False):
         comps = build_components(arch, tokenizer_dir=Path(tok_dir))
     for comp in comps.values():
         if isinstance(comp, torch.nn.Module):
@@ -79,7 +80,7 @@ def meta_twin(pipe):
     twins = {}
     for name, module in pipeline_modules(pipe).items():
         module = uncompiled(module)  # a compiled UNet's twin is the plain UNet's
-        with init_empty_weights(include_buffers=False):
+        with MODEL_BUILD_LOCK, init_empty_weights(include_buffers=False):
             if hasattr(type(module), "from_config"):  # diffusers ModelMixin
                 twin = type(module).from_config(module.config)
             else:  # transformers PreTrainedModel

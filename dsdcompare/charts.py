@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import pandas as pd
 
-from . import published
 from .errors import DsdCompareError
+from .published import Claim, published_claims
 
 #: Stage columns of the results table, in drawing order, with their labels.
 STAGE_COLUMNS = {"text_s": "text encoding", "denoise_s": "denoising loop", "decode_s": "VAE decode",
@@ -278,62 +277,7 @@ def model_colours(df: pd.DataFrame) -> dict[str, str]:
     return colours
 
 
-# --- published claims ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Claim:
-    """A published student-vs-teacher figure, as a ratio (student / teacher)."""
-
-    student: str  # registry key of the student
-    teacher: str  # registry key of its teacher
-    latency_ratio: float | None  # student latency / teacher latency (None: not claimed)
-    score_ratio: float | None  # student CLIP score / teacher CLIP score (None: not claimed)
-    label: str  # what is claimed, e.g. "BK-SDM-Small, its model card: 36% less latency"
-    source: str  # where it is published, in full
-    document: str = ""  # the source's short name, drawn beside the mark
-
-
-def published_claims(specs: Iterable) -> list[Claim]:
-    """Student/teacher ratios from the published facts of registry specs (:mod:`dsdcompare.published`).
-
-    A latency in seconds ("3.23 s") or a "CLIP score" that both members of a pair publish under
-    one fact name gives their ratio; a student's claim that states a latency ratio ("60%
-    speedup", parsed once in :mod:`dsdcompare.published`) gives that ratio. Claims from one
-    document (same source up to its first parenthesis) are merged into one point.
-    """
-    specs = {s.key: s for s in specs}
-    claims: dict[tuple[str, str], dict] = {}
-
-    def add(student, teacher, source, *, latency=None, score=None, text=""):
-        doc = source.split(" (")[0].strip()
-        c = claims.setdefault((student, doc), {"teacher": teacher, "latency": None,
-                                               "score": None, "texts": [], "source": source})
-        c["latency"] = latency if latency is not None else c["latency"]
-        c["score"] = score if score is not None else c["score"]
-        c["texts"].append(text)
-
-    for spec in specs.values():
-        teacher = specs.get(spec.teacher or "")
-        if teacher is None:
-            continue
-        for fact, other in published.pairs(spec, teacher, "image_s"):
-            ratio = published.figure_ratio(fact, other)
-            if ratio is not None and fact.unit == "s":
-                add(spec.key, teacher.key, fact.source, latency=ratio,
-                    text=f"{fact.value} vs {other.value} ({fact.name.split(',', 1)[-1].strip()})")
-            elif other is None and fact.ratio("image_s") is not None:
-                add(spec.key, teacher.key, fact.source, latency=fact.ratio("image_s"),
-                    text=fact.value)
-        for fact, other in published.pairs(spec, teacher, "clip_score"):
-            ratio = published.figure_ratio(fact, other)
-            if ratio is not None:
-                add(spec.key, teacher.key, fact.source, score=ratio,
-                    text=f"CLIP {fact.value} vs {other.value}")
-    return [Claim(student, c["teacher"], c["latency"], c["score"],
-                  f"{specs[student].name}, {doc}: " + "; ".join(t for t in c["texts"] if t),
-                  c["source"], f"{specs[student].name} · {doc}")
-            for (student, doc), c in claims.items()]
-
+# --- published claims (read from dsdcompare.published) ----------------------------------------------
 
 def facts_table(specs: Iterable) -> pd.DataFrame:
     """Every published fact of ``specs`` as rows: model, fact, value, source."""

@@ -25,6 +25,7 @@ Sources, in words (nothing outside the project is cited by file):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 #: Metrics a published figure can speak to (the profiler's ratio metrics and the CLIP score),
@@ -160,3 +161,60 @@ def published_ratio(student, teacher, metric: str) -> tuple[float | None, str, s
             claims.append(fact.value if fact.name == "claim" else f"{fact.name}: {fact.value}")
             sources.append(fact.source)
     return ratio, "; ".join(claims), "; ".join(dict.fromkeys(sources))
+
+
+# --- claims drawn on the charts ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claim:
+    """A published student-vs-teacher figure, as a ratio (student / teacher)."""
+
+    student: str  # registry key of the student
+    teacher: str  # registry key of its teacher
+    latency_ratio: float | None  # student latency / teacher latency (None: not claimed)
+    score_ratio: float | None  # student CLIP score / teacher CLIP score (None: not claimed)
+    label: str  # what is claimed, e.g. "BK-SDM-Small, its model card: 36% less latency"
+    source: str  # where it is published, in full
+    document: str = ""  # the source's short name, drawn beside the mark
+
+
+def published_claims(specs: Iterable) -> list[Claim]:
+    """Student/teacher ratios from the published facts of registry specs.
+
+    A latency in seconds ("3.23 s") or a "CLIP score" that both members of a pair publish under
+    one fact name gives their ratio; a student's claim that states a latency ratio ("60%
+    speedup", parsed once here) gives that ratio. Claims from one
+    document (same source up to its first parenthesis) are merged into one point.
+    """
+    specs = {s.key: s for s in specs}
+    claims: dict[tuple[str, str], dict] = {}
+
+    def add(student, teacher, source, *, latency=None, score=None, text=""):
+        doc = source.split(" (")[0].strip()
+        c = claims.setdefault((student, doc), {"teacher": teacher, "latency": None,
+                                               "score": None, "texts": [], "source": source})
+        c["latency"] = latency if latency is not None else c["latency"]
+        c["score"] = score if score is not None else c["score"]
+        c["texts"].append(text)
+
+    for spec in specs.values():
+        teacher = specs.get(spec.teacher or "")
+        if teacher is None:
+            continue
+        for fact, other in pairs(spec, teacher, "image_s"):
+            ratio = figure_ratio(fact, other)
+            if ratio is not None and fact.unit == "s":
+                add(spec.key, teacher.key, fact.source, latency=ratio,
+                    text=f"{fact.value} vs {other.value} ({fact.name.split(',', 1)[-1].strip()})")
+            elif other is None and fact.ratio("image_s") is not None:
+                add(spec.key, teacher.key, fact.source, latency=fact.ratio("image_s"),
+                    text=fact.value)
+        for fact, other in pairs(spec, teacher, "clip_score"):
+            ratio = figure_ratio(fact, other)
+            if ratio is not None:
+                add(spec.key, teacher.key, fact.source, score=ratio,
+                    text=f"CLIP {fact.value} vs {other.value}")
+    return [Claim(student, c["teacher"], c["latency"], c["score"],
+                  f"{specs[student].name}, {doc}: " + "; ".join(t for t in c["texts"] if t),
+                  c["source"], f"{specs[student].name} · {doc}")
+            for (student, doc), c in claims.items()]

@@ -501,3 +501,197 @@ def test_form_round_trips_through_the_url():
     _, errors = compare.from_params({"steps": "abc", "zoom": "2"}, form, SEED_MODELS)
     assert errors[0].startswith("Link parameter rejected: steps='abc' is not an integer")
     assert "Kept 7" in errors[0] and "zoom" in errors[1]
+
+
+# --- issues 13 and 15: user text as text, the models file, threads, warm pipelines --------------
+
+@pytest.fixture(autouse=True)
+def _no_warm_start(monkeypatch):
+    """The frame's warm start (a background thread loading the default models) stays off in
+    these tests, but for the one that tests it: each test sees only the loads it asks for."""
+    from ui import resources
+
+    monkeypatch.setenv(resources.WARM_START_ENV, "0")
+
+
+HOSTILE = "[click](http://evil.example/x) ![img](http://evil.example/i.png) <b>x</b> :red[r] **b**"
+
+
+def test_plain_shows_markdown_and_html_as_text():
+    from ui.common import WORD_JOINER, plain
+
+    out = plain(HOSTILE + "\n# heading\n- item\n1. one")
+    for live in ("[click](", "![img](", "<b>", ":red[", "**b**", "(http", "\n#", "\n-", "\n1."):
+        assert live not in out, live
+    assert "(" + WORD_JOINER + "http\\://evil.example/x)" in out  # a bare URL: never autolinked
+    assert plain("steps=501 is out of range; 'not-a-model' SD v1.4 (x), DSDCOMPARE_STORE") == \
+        "steps=501 is out of range; 'not-a-model' SD v1.4 (x), DSDCOMPARE_STORE"  # readable
+
+
+def test_link_values_and_prompts_are_shown_as_text(app_env):
+    at = app(params={"prompt": HOSTILE, "steps": "[s](http://evil.example/s)", "weights": "tiny",
+                     "models": "![m](http://evil.example/m.png)"})
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "steps='\\[s\\](\u2060http\\://evil.example/s)'" in warnings
+    assert "](http://" not in warnings
+    at = generate(at, HOSTILE, models=["bk-sdm-small"], steps=1)
+    (caption,) = [c.value for c in at.caption if "seed 0" in c.value]
+    assert "\\[click\\](\u2060http\\://evil.example/x)" in caption and "](http://" not in caption
+
+
+def test_an_invalid_models_file_is_one_error_on_every_load_and_builtins_stay(app_env, monkeypatch,
+                                                                                tmp_path):
+    from dsdcompare import registry
+    from ui import resources
+
+    bad = tmp_path / "my models.toml"
+    bad.write_text('[models.mine]\npipeline = "StableDiffusionPipeline"\nnative_size = "big"\n')
+    monkeypatch.setenv(registry.MODELS_FILE_ENV, str(bad))
+    resources.models_file.clear()
+    try:
+        for _ in range(2):  # the first load and the next: the same error, never a traceback
+            at = app()
+            (error,) = [e.value for e in at.error]
+            assert str(bad) in error and "native_size" in error and "Fix the file" in error
+            assert at.multiselect(key="compare_models").value == SEED_MODELS  # built-ins work
+            assert "mine" not in registry.list_models()
+        # the file fixed: picked up on the next load, without a restart
+        bad.write_text('[models.mine]\npipeline = "StableDiffusionPipeline"\nnative_size = 512\n'
+                       'repo = "someone/mine"\nname = "**Mine**"\n')
+        at = app()
+        assert not at.error and "mine" in registry.list_models()
+    finally:
+        resources.models_file.clear()
+        registry._registry.pop("mine", None)  # the registry is process-wide: leave it as found
+
+
+def test_a_bad_thread_setting_is_one_message_and_a_host_process_keeps_its_threads(app_env,
+                                                                                  monkeypatch):
+    """(A real server applies and records the policy: tests/test_browser_hostile.py reads it back
+    from the store.) In-process, torch came first, so the dashboard leaves its threads alone."""
+    import torch
+
+    from ui import resources
+
+    before = torch.get_num_threads()
+    resources.thread_policy.clear()
+    monkeypatch.setenv("DSDCOMPARE_THREADS", "lots")
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    (error,) = [e.value for e in at.error]
+    assert "DSDCOMPARE_THREADS" in error and "lots" in error and "cannot start" in error
+    monkeypatch.delenv("DSDCOMPARE_THREADS")
+    resources.thread_policy.clear()
+    app()
+    assert resources.thread_policy() is None and torch.get_num_threads() == before
+
+
+def test_a_rerun_on_warm_pipelines_skips_the_warm_up_call(app_env):
+    from ui import resources
+
+    resources.warmth.clear()
+    at = generate(app(), "a red circle", models=["bk-sdm-small"], steps=1)
+    first = at.session_state["compare_outcome"]
+    assert first.request.warmup == 1 and not first.warm_skipped
+    at.button(key="compare_generate").click().run()
+    again = at.session_state["compare_outcome"]
+    assert again.request.warmup == 0 and again.warm_skipped
+    assert again.results[0].timing.warmup == 0 and again.results[0].success
+    assert any("no warm-up call" in c.value for c in at.caption)
+    # another shape (two images per call) is cold again
+    at.number_input(key="compare_images").set_value(2)
+    at.button(key="compare_generate").click().run()
+    assert at.session_state["compare_outcome"].request.warmup == 1
+
+
+def test_warmth_forgets_a_reloaded_pipeline():
+    from types import SimpleNamespace
+
+    from dsdcompare.engine import Request
+    from ui.resources import Warmth
+
+    class Cache:
+        keys = {("m", "tiny", "cpu", "auto", None)}
+
+        def __contains__(self, key):
+            return key in self.keys
+
+    warmth, cache, key = Warmth(), Cache(), ("m", "tiny", "cpu", "auto")
+    small, large = Request("p", size=64), Request("p", size=128)
+
+    def ran(request, cached):
+        timing = SimpleNamespace(load_cached=cached)
+        warmth.record(key, request, SimpleNamespace(success=True, timing=timing))
+
+    ran(small, False)
+    ran(large, True)
+    assert warmth.warm(key, small, cache) and warmth.warm(key, large, cache)
+    ran(large, False)  # reloaded (evicted by another session meanwhile): only `large` is warm
+    assert not warmth.warm(key, small, cache) and warmth.warm(key, large, cache)
+    Cache.keys = set()  # evicted now
+    assert not warmth.warm(key, large, cache)
+
+
+def test_progress_is_throttled_but_keeps_phases_and_last_steps():
+    from dsdcompare.engine import Progress
+
+    shown = []
+    throttled = compare.Throttled(shown.append, interval=60.0)
+    for step in range(1, 26):
+        throttled(Progress("m", 0, 1, "repeat", step=step, total_steps=25, call=1))
+    throttled(Progress("m", 0, 1, "score"))
+    assert [(e.phase, e.step) for e in shown] == [("repeat", 1), ("repeat", 25), ("score", 0)]
+
+
+def test_the_warm_start_loads_in_the_background_and_says_what_is_left(app_env, monkeypatch):
+    from ui import resources
+
+    gate = threading.Event()
+    warm = resources.WarmStart(("the toy teacher", gate.wait),
+                               [("a [link](http://evil.example)", lambda: 1 / 0)])
+    monkeypatch.setattr(sidebar, "warm_start", lambda: warm)
+    at = app()
+    (status,) = [c.value for c in at.caption if "Getting ready in the background" in c.value]
+    assert "loading the toy teacher" in status and "](http://" not in status
+    gate.set()
+    assert warm.wait(10) and warm.pending == []
+    assert warm.errors == ["a [link](http://evil.example): ZeroDivisionError: division by zero"]
+    at = app()
+    assert not any("Getting ready" in c.value for c in at.caption)
+
+
+def test_the_warm_start_is_off_when_asked_and_otherwise_warms_the_default_models(app_env,
+                                                                                  monkeypatch):
+    from dsdcompare.engine import Request
+    from ui import resources
+
+    assert sidebar.warm_start() is None  # DSDCOMPARE_WARM_START=0 (this module's default)
+    monkeypatch.setenv(resources.WARM_START_ENV, "1")
+    host = resources.host()
+    monkeypatch.setattr(resources, "host", lambda: {**host, "budget_bytes": 0})
+    resources.warm_start.clear()
+    try:
+        warm = sidebar.warm_start()
+        assert warm.wait(TIMEOUT) and not warm.errors, warm.errors
+        assert warm.pending == [] and warm.labels[0] == "PyTorch, diffusers and transformers"
+        assert "SD v1.4" in warm.labels and any("CLIP scorer" in x for x in warm.labels)
+        # budget 0 (one pipeline at a time): only the model a comparison runs first is loaded
+        assert not {"BK-SDM-Small", "SDXL base 1.0", "Segmind SSD-1B"} & set(warm.labels)
+        # ... and it ran once at the default form's shape (64 px, guidance 7.5): warm
+        assert resources.warmth().warm(("sd-v1-4", "tiny", "auto", "auto"),
+                                       Request("any prompt", size=64), resources.pipeline_cache())
+    finally:
+        resources.warm_start.clear()
+
+
+def test_a_contended_latency_is_shown_as_contended_not_as_the_models_speed():
+    from types import SimpleNamespace
+
+    from ui import results
+
+    timing = SimpleNamespace(median_s=1.234, contended=True, images_per_call=1)
+    text = results.caption(SimpleNamespace(timing=timing, score=None))
+    assert "contended" in text and "not the model's speed" in text
+    quiet = results.caption(SimpleNamespace(timing=SimpleNamespace(
+        median_s=1.234, contended=False, images_per_call=1), score=None))
+    assert "contended" not in quiet and "1.234 s steady-state median" in quiet

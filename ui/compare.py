@@ -33,11 +33,15 @@ from dsdcompare.registry import get_model
 from dsdcompare.tokenizers import prompt_truncation
 
 from . import resources
-from .common import messages
+from .common import messages, plain
+from .cost import URL_PARAM as COST_PARAM
 from .results import ProgressPanel, downloads, result_columns, results_table
 from .sidebar import Mode, Settings, model_choices, resolved_device
 
 DEFAULT_PROMPT = "a red circle on a blue background"
+#: Live progress is redrawn at most this often (each redraw is a message to the browser; a
+#: toy-pair call has 25 steps in a fraction of a second).
+PROGRESS_INTERVAL_S = 0.25
 #: Common sizes offered in the form; ``None`` is each model's native size. A link may carry any
 #: size the limits allow (the CLI's ``--size``): it is added to the choices.
 SIZES = (None, 64, 128, 256, 512, 768, 1024)
@@ -159,7 +163,7 @@ FIELDS: dict[str, Field] = {
     "warmup": Field("warmup", "compare_warmup", _integer("warmup", limits.WARMUP)),
 }
 #: Query parameters a link may carry (``weights`` is the sidebar's).
-PARAMS = (*(f.param for f in FIELDS.values()), "weights")
+PARAMS = (*(f.param for f in FIELDS.values()), "weights", COST_PARAM)  # usd_h: ui/cost.py
 
 
 def _link_text(name: str, value) -> str:
@@ -365,12 +369,63 @@ class Outcome:
     seconds: float  # wall time from Generate to the last result
     run_id: int | None = None  # id in the results store, when saved
     notes: list[str] = field(default_factory=list)  # scorer or store problems to show
+    warm_skipped: bool = False  # the form's warm-up calls were not run: every pipeline was warm
 
 
-def run_comparison(s: Settings, request: Request, models: list[str], panel: ProgressPanel) -> Outcome:
+class Throttled:
+    """A progress callback that passes on phase changes, first and last steps, and other steps
+    at most every ``interval`` seconds (a redraw per denoising step costs more than the step)."""
+
+    def __init__(self, show, interval: float = PROGRESS_INTERVAL_S):
+        self.show = show
+        self.interval = interval
+        self.last = (None, 0.0)  # (model, phase, call) last shown, when
+
+    def __call__(self, ev) -> None:
+        now = time.perf_counter()
+        where = (ev.model, ev.phase, ev.call)
+        stepping = ev.phase in ("warmup", "repeat") and 1 < ev.step < ev.total_steps
+        if stepping and where == self.last[0] and now - self.last[1] < self.interval:
+            return
+        self.last = (where, now)
+        self.show(ev)
+
+
+def wait_for_warm_start(warm) -> None:
+    """Generate pressed while the warm start still loads: wait for it (it is loading what this
+    comparison needs first), saying what is left, instead of loading the same things twice."""
+    if warm is None or warm.finished:
+        return
+    with st.status("Finishing the background loading…", expanded=False) as box:
+        while not warm.wait(0.5):
+            box.update(label=plain(f"Finishing the background loading: {warm.current or '…'}"))
+        box.update(label="Background loading finished", state="complete")
+
+
+def warm_request(s: Settings, request: Request, models: list[str]) -> Request:
+    """``request`` without its warm-up calls when every model's pipeline is loaded and has run
+    at this shape already (a warm-up call on a warm pipeline measures nothing), else as is."""
+    if request.warmup == 0:
+        return request
+    warmth, cache = resources.warmth(), resources.pipeline_cache()
+    keys = [(k, s.mode.source, s.device, s.dtype) for k in models]
+    if all(warmth.warm(key, request, cache) for key in keys):
+        return replace(request, warmup=0)
+    return request
+
+
+def run_comparison(s: Settings, request: Request, models: list[str], panel: ProgressPanel, *,
+                   warm_skipped: bool = False) -> Outcome:
     """Run ``request`` through ``models`` on the one recording path, with the dashboard's shared
-    pipeline cache and scorer; each result is stored as it finishes and shown in ``panel``."""
+    pipeline cache and scorer; each result is stored as it finishes and shown in ``panel``, and
+    each pipeline that ran is remembered as warm at this shape (:class:`ui.resources.Warmth`)."""
     started = time.perf_counter()
+    warmth = resources.warmth()
+
+    def finished(result) -> None:
+        warmth.record((result.model, s.mode.source, s.device, s.dtype), request, result)
+        panel.finished(result)
+
     notes: list[str] = []
     specs = [get_model(k) for k in models]
     # 1. The shared scorer and store (either may be unavailable: say so, go on)
@@ -386,12 +441,12 @@ def run_comparison(s: Settings, request: Request, models: list[str], panel: Prog
     # 2. The comparison (one Result per model; a failing model never stops the others)
     recording = run_request(
         request, specs, store=store, note="dashboard", scorer=scorer,
-        scorer_choice=s.scorer or "none", no_score_reason=why_no_score, on_result=panel.finished,
+        scorer_choice=s.scorer or "none", no_score_reason=why_no_score, on_result=finished,
         source=s.mode.source, device=s.device, dtype=s.dtype, cache=resources.pipeline_cache(),
-        progress=panel)
+        progress=Throttled(panel))
     panel.close(recording.results)
     return Outcome(request, recording.results, s.mode.key, time.perf_counter() - started,
-                   recording.run_id, notes + recording.notes)
+                   recording.run_id, notes + recording.notes, warm_skipped)
 
 
 def _problem(form: FormState) -> str | None:
@@ -411,21 +466,26 @@ def generate_ui(s: Settings, form: FormState) -> None:
     keep the outcome in session state (an inline message instead when the form is not runnable)."""
     problem = _problem(form)
     if problem:
-        st.error(problem, icon=":material/edit_note:")
+        st.error(plain(problem), icon=":material/edit_note:")
         return
+    from .sidebar import warm_start
+
+    wait_for_warm_start(warm_start())  # before anything here imports transformers
     for text, what in ((form.prompt, "prompt"), (form.negative_prompt, "negative prompt")):
         cut = prompt_truncation(text) if text else None
         if cut:
-            st.warning(cut.message(what), icon=":material/content_cut:")
+            st.warning(plain(cut.message(what)), icon=":material/content_cut:")
     st.query_params.from_dict(to_params(form, s.mode.key))
     st.session_state.compare_from_url = False
-    panel = ProgressPanel({k: get_model(k).name for k in form.models},
-                          warmup=form.warmup, repeats=form.repeats, steps=form.steps)
+    request = warm_request(s, form.request(), list(form.models))
+    panel = ProgressPanel({k: plain(get_model(k).name) for k in form.models},  # Markdown text
+                          warmup=request.warmup, repeats=form.repeats, steps=form.steps)
     try:
-        st.session_state.compare_outcome = run_comparison(s, form.request(), list(form.models), panel)
+        st.session_state.compare_outcome = run_comparison(
+            s, request, list(form.models), panel, warm_skipped=request.warmup < form.warmup)
     except (RequestError, ValueError) as err:  # e.g. a device this host lacks
         panel.failed()
-        st.error(str(err))
+        st.error(plain(err))
 
 
 def outcome_ui() -> None:
@@ -437,12 +497,15 @@ def outcome_ui() -> None:
         return
     req = outcome.request
     st.subheader("Results")
-    st.caption(f"“{req.prompt}”" + (f" · negative “{req.negative_prompt}”" if req.negative_prompt else "")
+    negative = f" · negative “{plain(req.negative_prompt)}”" if req.negative_prompt else ""
+    st.caption(f"“{plain(req.prompt)}”{negative}"
                + f" · seed {req.seed} · {req.steps} steps · guidance {req.guidance:g} · "
                + ("native size" if req.size is None else f"{req.size}²")
                + (f" · {req.images_per_prompt} images each" if req.images_per_prompt > 1 else "")
                + f" · {len(outcome.results)} models in {outcome.seconds:.1f} s"
-               + (f" · saved as run {outcome.run_id}" if outcome.run_id else ""))
+               + (f" · saved as run {outcome.run_id}" if outcome.run_id else "")
+               + (" · no warm-up call: the pipelines were already warm at this size"
+                  if getattr(outcome, "warm_skipped", False) else ""))
     messages(outcome.notes)
     result_columns(outcome.results, key_prefix="compare", prompt=req.prompt, seed=req.seed)
     results_table(outcome.results)

@@ -1,5 +1,10 @@
 """The History page: stored runs, filtered; one prompt + seed side by side again; exports; bundles.
 
+An uploaded bundle is saved by :func:`dsdcompare.store.uploads.save_upload` (at most 20 kept, 2
+GiB together, least recently used removed first) and opened read-only. In public mode it goes to a
+folder of the visitor's session and becomes that session's store only (``public_bundle``); the
+server's own store stays the operator's.
+
 Widget keys start with ``history_``.
 """
 
@@ -13,6 +18,7 @@ import streamlit as st
 from dsdcompare.registry import list_models
 
 from . import resources
+from .common import plain
 from .results import result_columns, results_table
 from .sidebar import Settings
 
@@ -33,21 +39,35 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def session_token() -> str:
+    """A random name for this session's uploads folder (public mode), made once per session."""
+    import secrets
+
+    return st.session_state.setdefault("history_session_token", secrets.token_hex(12))
+
+
 def open_uploaded_bundle() -> None:
-    """Callback of the bundle uploader: save the upload and make it the active (read-only) store."""
-    import hashlib
+    """Callback of the bundle uploader: save the upload (capped, least recently used pruned) and
+    make it the active, read-only store: this session's own in public mode."""
+    from dsdcompare.public import public_mode
+    from dsdcompare.store import StoreError
+    from dsdcompare.store.uploads import save_upload, uploads_folder
 
-    from dsdcompare.paths import cache_dir
-
-    upload = st.session_state.get("history_bundle")
+    ss = st.session_state
+    upload = ss.get("history_bundle")
     if upload is None:
         return
-    data = upload.getvalue()
-    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in upload.name)
-    path = cache_dir("bundles") / f"{hashlib.sha256(data).hexdigest()[:12]}-{name}"
-    if not path.exists():
-        path.write_bytes(data)
-    st.session_state.sb_store = str(path)
+    try:
+        if public_mode():
+            path = save_upload(upload.getvalue(), upload.name,
+                               uploads_folder("sessions", session_token()),
+                               root=uploads_folder())
+            ss.public_bundle = str(path)
+        else:
+            ss.sb_store = str(save_upload(upload.getvalue(), upload.name))
+        ss.pop("history_upload_error", None)
+    except (StoreError, OSError) as err:
+        ss.history_upload_error = f"The upload {upload.name!r} was not kept: {err}"
 
 
 def store_ui(s: Settings):
@@ -58,11 +78,17 @@ def store_ui(s: Settings):
                          on_change=open_uploaded_bundle,
                          help="A bundle exported here or by `python -m dsdcompare store export`: "
                               "opened read-only, as on the Community Cloud demo.")
-        st.caption(f"Active store: `{s.store_path}`"
-                   + (" (read-only bundle)" if s.store_readonly else "")
-                   + ". Any store path or bundle can also be typed in the sidebar.")
+        if st.session_state.get("history_upload_error"):
+            st.error(plain(st.session_state.history_upload_error), icon=":material/error:")
+        where = ("your uploaded bundle (read-only, this session only)"
+                 if resources.session_upload(s.store_path) else
+                 f"{s.store_path}" + (" (read-only bundle)" if s.store_readonly else ""))
+        st.caption(f"Active store: {plain(where)}. " + (
+            "This is a public server: its store is set by the operator." if s.public else
+            "Any store path or bundle can also be typed in the sidebar."))
     if store is None:
-        st.info(f"{why} Run a comparison on the Compare page first.", icon=":material/database:")
+        st.info(plain(why) + " Run a comparison on the Compare page first.",
+                icon=":material/database:")
         st.stop()
     return store
 
@@ -106,7 +132,7 @@ def side_by_side_ui(store, runs: pd.DataFrame) -> None:
         return
     results = [store.load_result(int(i)) for i in rows["result_id"]]
     st.caption(f"Latest stored result of each model for this prompt and seed "
-               f"({', '.join(sorted(set(rows['source'])))} weights; stored "
+               f"({plain(', '.join(sorted(set(rows['source']))))} weights; stored "
                f"{rows['created_at'].min():%Y-%m-%d %H:%M}–{rows['created_at'].max():%H:%M} UTC).")
     result_columns(results, key_prefix="history", prompt=prompt, seed=seed, standin_badges=True)
     results_table(results)

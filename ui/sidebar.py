@@ -19,6 +19,13 @@ committed, else the tiny stand-ins. The sidebar shows the choice and lets the us
 Which scorer a choice means is :func:`dsdcompare.record.scorer_checkpoint`'s rule, the CLI's too.
 
 Widget keys start with ``sb_``; :func:`settings` resolves them into a :class:`Settings`.
+
+In public mode (``DSDCOMPARE_PUBLIC=1``, :mod:`dsdcompare.public`) the store is the operator's:
+the sidebar shows its path read-only, and a visitor's uploaded bundle (``public_bundle`` in
+session state, set by the History page) is their session's active store, read-only.
+
+The frame also draws what concerns every page: stand-in banners, an unusable models file, and
+the warm start's progress (:func:`warm_start`, :func:`warm_status_ui`).
 """
 
 from __future__ import annotations
@@ -26,19 +33,23 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import streamlit as st
 
+from dsdcompare.engine import teachers_first
 from dsdcompare.loading import DTYPES
 from dsdcompare.metrics import DEFAULT_CHECKPOINT, SCORER_STANDIN
+from dsdcompare.public import public_mode
 from dsdcompare.record import scorer_checkpoint
 from dsdcompare.registry import SEED_MODELS, TOY_MODELS, get_model, list_models
 from dsdcompare.zoo import can_load
 
-from . import resources
+from . import cost, resources
+from .common import plain
 
 #: Environment variable that forces the default weight mode (hub | toy | tiny | arch).
 MODE_ENV = "DSDCOMPARE_DASHBOARD_MODE"
@@ -109,11 +120,12 @@ class Settings:
     store_path: str  # the active results store (SQLite file or a bundle .zip)
     save: bool  # store each comparison
     banners: tuple[str, ...] = field(default=())  # what every page says (stand-ins, toy scorer)
+    public: bool = False  # public mode: the store is the operator's, uploads are per session
 
     @property
     def store_readonly(self) -> bool:
         """Bundles are opened read-only."""
-        return self.store_path.lower().endswith(".zip")
+        return resources.is_bundle_path(self.store_path)
 
 
 # --- the default weight mode ---------------------------------------------------------------------
@@ -265,12 +277,17 @@ def settings() -> Settings:
     auto = ss.sb_mode == "auto"
     mode = MODES[detected.mode if auto else ss.sb_mode]
     choice, scorer, scorer_standin = scorer_for(ss.sb_scorer, mode)
+    public = public_mode()
+    # public: the operator's store, or the visitor's own upload; never a path a visitor typed
+    store_path = (ss.get("public_bundle") or resources.default_store_path()) if public \
+        else str(ss.sb_store)
     return Settings(
         mode=mode, mode_reason=detected.reason if auto else "chosen in the sidebar",
         device=ss.sb_device, dtype=ss.sb_dtype, scorer_choice=choice, scorer=scorer,
-        scorer_standin=scorer_standin, store_path=str(ss.sb_store), save=bool(ss.sb_save),
-        banners=banner_texts(mode, scorer, scorer_standin),
+        scorer_standin=scorer_standin, store_path=store_path, save=bool(ss.sb_save),
+        banners=banner_texts(mode, scorer, scorer_standin), public=public,
     )
+
 
 
 def resolved_device(s: Settings) -> str:
@@ -281,13 +298,40 @@ def resolved_device(s: Settings) -> str:
 # --- drawing ------------------------------------------------------------------------------------
 
 def store_info(s: Settings) -> str:
-    """One line under the store field: what happens to comparisons (and a bundle's size)."""
+    """One line under the store field: what happens to comparisons (and a bundle's size).
+    It may quote the path: show it with :func:`ui.common.plain`."""
     if s.store_readonly:
         store, why = resources.cached_store(s.store_path, readonly=True)
         return (f"Read-only bundle: {why}" if store is None else
                 f"Read-only bundle, {len(store.runs())} runs. Comparisons are not saved.")
     return "Comparisons are saved here as each model finishes." if s.save else \
         "Comparisons are not saved."
+
+
+def close_upload() -> None:
+    """Callback of "Back to the demo's results": the session's own bundle is no longer its store."""
+    st.session_state.pop("public_bundle", None)
+
+
+def _store_ui(s: Settings) -> None:
+    st.markdown("### Results store")
+    if s.public:  # the operator's path, shown; a visitor cannot type one
+        st.text_input("Store (set by the operator)", value=resources.default_store_path(),
+                      disabled=True, key="sb_store_public",
+                      help="This is a public server: comparisons are saved where its operator "
+                           "chose. Open a bundle of your own on the History page: it is "
+                           "read-only and only for this session.")
+        if resources.session_upload(s.store_path):
+            st.caption("Showing your uploaded bundle (read-only, this session only).")
+            st.button("Back to the demo's results", key="sb_close_upload", on_click=close_upload,
+                      icon=":material/undo:")
+    else:
+        st.text_input("Store (SQLite file, folder or bundle .zip)", key="sb_store",
+                      help="Where comparisons are saved and what the History and Speed vs "
+                           "quality pages read. A bundle .zip opens read-only.")
+    st.toggle("Save each comparison", key="sb_save", disabled=s.store_readonly,
+              help="Store every result (timings, scores, PNGs) as it finishes.")
+    st.caption(plain(store_info(s)))
 
 
 def sidebar_ui(s: Settings) -> None:
@@ -307,7 +351,7 @@ def sidebar_ui(s: Settings) -> None:
                  "real latency and memory, noise images. Auto picks real weights only when they "
                  "are cached, or a GPU can download them.")
         st.caption(f"{'Auto' if st.session_state.sb_mode == 'auto' else 'Chosen'}: "
-                   f"**{s.mode.key}** — {s.mode_reason}.")
+                   f"**{s.mode.key}** — {s.mode_reason}.")  # our own sentence
         c1, c2 = st.columns(2)
         c1.selectbox("Device", host["devices"], key="sb_device",
                      help=f"auto = {host['auto_device']} on this host")
@@ -319,13 +363,8 @@ def sidebar_ui(s: Settings) -> None:
         st.caption("Pipelines kept loaded: " + (
             "one at a time (small host)" if budget == 0 else f"up to {budget / 2**30:.1f} GB")
             + f" of {host['memory_bytes'] / 2**30:.0f} GB memory.")
-        st.markdown("### Results store")
-        st.text_input("Store (SQLite file, folder or bundle .zip)", key="sb_store",
-                      help="Where comparisons are saved and what the History and Speed vs "
-                           "quality pages read. A bundle .zip opens read-only.")
-        st.toggle("Save each comparison", key="sb_save", disabled=s.store_readonly,
-                  help="Store every result (timings, scores, PNGs) as it finishes.")
-        st.caption(store_info(s))
+        _store_ui(s)
+        cost.rate_ui()  # $ per device-hour -> the cost column (ui/cost.py)
 
 
 def banners_ui(s: Settings) -> None:
@@ -335,3 +374,59 @@ def banners_ui(s: Settings) -> None:
             st.info(text, icon=":material/toys:")
         else:
             st.warning(text, icon=":material/warning:")
+
+
+def models_file_ui(problem: str | None) -> None:
+    """The models file's error, on every page while it stands (the built-in models still work)."""
+    if problem:
+        st.error(plain(f"Your models file was not loaded, so only the built-in models are "
+                       f"offered: {problem}. Fix the file and reload this page, or unset "
+                       f"DSDCOMPARE_MODELS and restart the server."), icon=":material/error:")
+
+
+# --- the warm start -----------------------------------------------------------------------------
+
+def warm_start():
+    """Begin (once per server) loading the default weight mode's models and scorer in the
+    background and running each once at the default form's shape; the
+    :class:`~ui.resources.WarmStart`, or None when it is off (``DSDCOMPARE_WARM_START=0``)."""
+    if not resources.warm_start_enabled():
+        return None
+    from .compare import base_form  # the Compare form's defaults: the shape to warm up
+
+    detected = resources.detected_mode()
+    mode = MODES[detected.mode]
+    _, checkpoint, standin = scorer_for("auto", mode)
+    defaults = Settings(mode=mode, mode_reason=detected.reason, device="auto", dtype="auto",
+                        scorer_choice="auto", scorer=checkpoint, scorer_standin=standin,
+                        store_path="", save=False)
+    form = base_form(defaults)
+    request = replace(form.request(), steps=resources.WARM_STEPS, warmup=0, repeats=1)
+    models = [m.key for m in teachers_first([get_model(k) for k in form.models])]
+    if resources.host()["budget_bytes"] == 0:
+        models = models[:1]  # one pipeline at a time: only the one a comparison needs first
+    scorer_label = "the CLIP scorer" if checkpoint is None else \
+        f"the CLIP scorer ({Path(checkpoint).name})"
+    return resources.warm_start(
+        mode.source, tuple(models), tuple(get_model(k).name for k in models),
+        None if checkpoint is None else (checkpoint, "auto", standin), scorer_label, request)
+
+
+def warm_status_ui(warm, *, blind: bool = False) -> None:
+    """While the warm start runs: what is still loading, refreshed every second; the page
+    reruns once when all is loaded (so the line goes away). ``blind``: a page that must not
+    name models (a blind review) is told how many things are left, not which."""
+    if warm is None or warm.finished:
+        return
+
+    @st.fragment(run_every=1.0)
+    def status() -> None:
+        if warm.finished:
+            st.rerun()
+        now, rest = warm.current, [p for p in warm.pending if p not in warm.running]
+        what = (f"{len(warm.pending)} item(s) left" if blind else
+                f"loading {plain(now or '…')}" + (f"; then {plain(', '.join(rest))}" if rest else ""))
+        st.caption(f":material/hourglass_top: Getting ready in the background "
+                   f"({time.monotonic() - warm.started:.0f} s): {what}. "
+                   f"Generate works now and waits for what it needs.")
+    status()

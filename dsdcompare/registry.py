@@ -152,6 +152,7 @@ TOY_MODELS = tuple(s.key for s in _SEED_MODELS if s.toy)
 _lock = threading.Lock()
 _registry: dict[str, ModelSpec] = {}
 _env_loaded: str | None = None
+_env_loading = threading.local()  # the models file this thread is loading (its lookups skip it)
 
 
 def _ensure_loaded() -> None:
@@ -161,9 +162,14 @@ def _ensure_loaded() -> None:
             for spec in _SEED_MODELS:
                 _registry[spec.key] = spec
     path = os.environ.get(MODELS_FILE_ENV)
-    if path and path != _env_loaded:
-        # marked loaded only once it loaded: a bad file raises on every use, never half-applies
-        load_models_file(path)
+    if path and path != _env_loaded and getattr(_env_loading, "path", None) != path:
+        # marked loaded only once it loaded: a bad file raises on every use, never half-applies;
+        # while it loads, its own validation looks models up without loading it again
+        _env_loading.path = path
+        try:
+            load_models_file(path)
+        finally:
+            _env_loading.path = None
         _env_loaded = path
 
 

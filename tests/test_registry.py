@@ -137,3 +137,18 @@ def test_register_validates():
     with pytest.raises(RegistryError, match="field 'arch'"):
         registry.register(ModelSpec("x1", "x", "StableDiffusionPipeline", 512, repo_id="a/b",
                                     arch="sd-v2"))
+
+
+def test_a_valid_models_file_in_the_environment_loads_once(tmp_path):
+    # its own validation looks models up; that must not load the same file again (it recursed)
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "models.toml"
+    path.write_text('[models.sd15]\nname = "SD v1.5"\nrepo = "a/b"\n'
+                    'pipeline = "StableDiffusionPipeline"\nnative_size = 512\nteacher = "sd-v1-4"\n')
+    done = subprocess.run([sys.executable, "-m", "dsdcompare", "models"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "DSDCOMPARE_MODELS": str(path)})
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()][-1] == "sd15"

@@ -35,8 +35,17 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from contention import Competitor  # noqa: E402  (the same competitor as the thread benchmark)
+
+
+def _competitor_class():
+    """The same competitor as the thread benchmark (benchmarks/contention.py), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("contention", Path(__file__).with_name("contention.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Competitor
+
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -147,7 +156,7 @@ def main(argv=None) -> int:
             return 2
         n = args.competitors if condition == "contended" else 0
         with tempfile.TemporaryDirectory(prefix="dsdcompare-latency-") as td, \
-                Competitor(n, max_s=args.timeout * (args.reruns + 3)):
+                _competitor_class()(n, max_s=args.timeout * (args.reruns + 3)):
             load = load_average()
             with server(args.mode, Path(td) / "results.sqlite", Path(td) / "streamlit.log",
                         args.timeout) as (url, started):

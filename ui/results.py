@@ -179,7 +179,7 @@ def _result_cell(r, *, key_prefix: str, prompt: str, seed: int, mixed: bool) -> 
         st.markdown(":gray-badge[teacher / base]")  # one line: the images of a row stay aligned
     if not r.success:
         st.error(plain(r.error or "failed"), icon=":material/error:")
-        if getattr(r, "error_detail", None):
+        if getattr(r, "error_detail", None) and not _public():  # it shows server paths
             with st.expander("Traceback"):
                 st.code(r.error_detail, language=None)
         return
@@ -316,3 +316,9 @@ def downloads(results, *, key_prefix: str, prompt: str, seed: int) -> None:
                                                 default=str),
                        file_name=f"{stem}.json", mime="application/json", on_click="ignore",
                        key=f"{key_prefix}_json", icon=":material/data_object:", width="stretch")
+
+
+def _public() -> bool:
+    from dsdcompare.public import public_mode
+
+    return public_mode()

@@ -23,6 +23,7 @@ from dsdcompare.review import model as rm
 from dsdcompare.review import report
 
 from . import resources
+from .common import plain
 from .sidebar import Settings, model_choices
 
 #: Smallest side the voting page shows an image at (toy images are 32 px: enlarged, no blur).
@@ -37,7 +38,7 @@ def store_ui(s: Settings):
     """The active store (created when missing, unless it is a bundle); stops when unusable."""
     store, why = resources.cached_store(s.store_path, s.store_readonly, create=True)
     if store is None:
-        st.info(f"{why} Choose a store in the sidebar.", icon=":material/database:")
+        st.info(f"{plain(why)} Choose a store in the sidebar.", icon=":material/database:")
         st.stop()
     return store
 
@@ -65,7 +66,7 @@ def reviewer_ui() -> str:
                        "your votes.")
     st.button("Start reviewing", key="review_start", type="primary", on_click=_start_reviewing)
     if ss.get("review_name_error"):
-        st.error(ss.review_name_error)
+        st.error(plain(ss.review_name_error))
     st.stop()
 
 
@@ -91,7 +92,7 @@ def choose_ui(store, reviewer: str) -> tuple[rm.Review | None, str]:
                   key="review_make_toy", disabled=store.readonly,
                   on_click=_make_toy, args=(store, reviewer))
         if ss.get("review_toy_error"):
-            st.error(ss.review_toy_error)
+            st.error(plain(ss.review_toy_error))
         mode = st.segmented_control("Mode", ["new"], format_func=MODES.get, key="review_mode_empty")
         return None, mode or ""
     names = [r["name"] for r in rows]
@@ -173,7 +174,7 @@ def vote_ui(store, review: rm.Review, reviewer: str) -> None:
     done, total = len(mine), len(review.pairs)
     st.progress(done / total, text=f"{done} of {total} voted")
     st.markdown(f"#### Pair {pos + 1} of {total}")
-    st.markdown(f"**Prompt:** {pair.prompt} · seed {pair.seed}")
+    st.markdown(f"**Prompt:** {plain(pair.prompt)} · seed {pair.seed}")
     left, right = ((pair.result_a, pair.result_b) if left_a else (pair.result_b, pair.result_a))
     cols = st.columns(2)
     for col, rid, label in ((cols[0], left, "Left"), (cols[1], right, "Right")):
@@ -272,11 +273,11 @@ def _disagreements_ui(store, review: rm.Review, analysis) -> None:
     for row in dis.head(5).to_dict(orient="records"):
         p = pairs[row["pair_idx"]]
         counts = ", ".join(f"{rm.CHOICES[c]} {row[c]}" for c in rm.CHOICES if row[c])
-        st.markdown(f"**#{p.idx}** “{p.prompt}” · seed {p.seed} — {counts}"
-                    + (f" — {row['comments']}" if row["comments"] else ""))
+        st.markdown(f"**#{p.idx}** “{plain(p.prompt)}” · seed {p.seed} — {counts}"
+                    + (f" — {plain(row['comments'])}" if row["comments"] else ""))
         cols = st.columns(4)
         for col, model, rid in ((cols[0], p.model_a, p.result_a), (cols[1], p.model_b, p.result_b)):
-            col.image(display_png(str(store.images(rid)[0])), caption=model, width=160)
+            col.image(display_png(str(store.images(rid)[0])), caption=plain(model), width=160)
 
 
 # --- decision record ------------------------------------------------------------------------------
@@ -337,9 +338,9 @@ def _record_ui(store, review: rm.Review, analysis, reviewer: str):
             st.button("State criteria", key="review_state_criteria",
                       on_click=_state_criteria, args=(store, review))
             if ss.get("review_criteria_error"):
-                st.error(ss.review_criteria_error)
-    verdict = (f"**Verdict:** {dec.VERDICTS[record.verdict]} — by {record.decided_by} at "
-               f"{record.decided_at}" + (f". Notes: {record.notes}" if record.notes else "")
+                st.error(plain(ss.review_criteria_error))
+    verdict = (f"**Verdict:** {dec.VERDICTS[record.verdict]} — by {plain(record.decided_by)} at "
+               f"{record.decided_at}" + (f". Notes: {plain(record.notes)}" if record.notes else "")
                if record.verdict else "**Verdict:** not recorded yet.")
     st.markdown(verdict + ("  (every criterion passed)" if record.all_passed else ""))
     if not store.readonly:
@@ -352,7 +353,7 @@ def _record_ui(store, review: rm.Review, analysis, reviewer: str):
             st.button("Record decision", key="review_decide", type="primary",
                       on_click=_decide, args=(store, review))
             if ss.get("review_decide_error"):
-                st.error(ss.review_decide_error)
+                st.error(plain(ss.review_decide_error))
     return record
 
 
@@ -406,7 +407,7 @@ def create_ui(store, s: Settings, reviewer: str) -> None:
                                      steps=steps, guidance=guidance, text=text.strip() or None)
             ss.review_plan = rm.plan_review(store, models, selection)
         except rv.ReviewError as err:
-            st.error(str(err))
+            st.error(plain(str(err)))
     plan = ss.get("review_plan")
     if plan is None:
         return
@@ -430,4 +431,4 @@ def create_ui(store, s: Settings, reviewer: str) -> None:
             ss.review_created, ss.review_plan = review.name, None
             st.rerun()
         except Exception as err:  # a bad name or criterion: say so, keep the form
-            st.error(str(err))
+            st.error(plain(str(err)))

@@ -572,10 +572,9 @@ def _none_if_nan(value):
 
 
 # the paired-difference figures live in their own module; importable from here as well
-from .pair_charts import difference_heatmap, forest_plot  # noqa: E402
 
 __all__ = ["COLUMNS", "NEUTRAL", "NEUTRAL_FAINT", "STAGE_COLUMNS", "ChartError", "Claim",
-           "difference_heatmap", "facts_table", "forest_plot", "frame_from_results",
+           "facts_table", "frame_from_results",
            "latency_vs_score", "metric_label", "model_colours", "model_summary",
            "pareto_frontier", "per_megapixel", "published_claims", "score_group_label",
            "score_groups", "select", "setting_labels", "short_checkpoint", "stage_breakdown",

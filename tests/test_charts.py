@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from dsdcompare import charts
+from dsdcompare import charts, pair_charts
 from dsdcompare.registry import Fact, get_model, list_models
 
 
@@ -274,14 +274,14 @@ def test_forest_plot_rows_are_pair_effects_with_their_intervals():
                     for i in range(6)], ignore_index=True)
     cats = {f"p{i}": "even" if i % 2 == 0 else "odd" for i in range(6)}
     effects = stats.pair_effects(df, categories=cats, n_resamples=500)
-    fig = charts.forest_plot(df, effects=effects)
+    fig = pair_charts.forest_plot(df, effects=effects)
     quality = [t for t in fig.data if t.xaxis == "x"]
     assert [t.y[0] for t in quality] == ["S vs T (6 prompts × 1 seeds)", "· even (3 prompts × 1 seeds)",
                                          "· odd (3 prompts × 1 seeds)"]
     assert [t.x[0] for t in quality] == pytest.approx(list(effects["quality_mean"]))
     ratio = [t for t in fig.data if t.xaxis == "x2"]
     assert ratio[0].x[0] == pytest.approx(0.5) and fig.layout.xaxis2.type == "log"
-    empty = charts.forest_plot(rows(("t", None, 1.0, 20.0)))
+    empty = pair_charts.forest_plot(rows(("t", None, 1.0, 20.0)))
     assert "no teacher/student pair" in empty.layout.annotations[-1].text
 
 
@@ -291,10 +291,10 @@ def test_difference_heatmap_is_the_mean_absolute_difference():
 
     a = Image.new("RGB", (4, 4), (0, 0, 0))
     b = Image.new("RGB", (4, 4), (30, 60, 90))
-    fig = charts.difference_heatmap(a, b)
+    fig = pair_charts.difference_heatmap(a, b)
     assert np.asarray(fig.data[0].z) == pytest.approx(np.full((4, 4), 60.0))
     with pytest.raises(charts.ChartError, match="equal sizes"):
-        charts.difference_heatmap(a, Image.new("RGB", (8, 8)))
+        pair_charts.difference_heatmap(a, Image.new("RGB", (8, 8)))
 
 
 def test_scorer_labels_never_show_a_machines_paths():
@@ -309,7 +309,7 @@ def test_figures_set_no_white_or_fixed_grey_so_they_follow_the_theme():
     figs = [charts.latency_vs_score(PAIRS), charts.stage_breakdown(PAIRS),
             charts.student_vs_teacher(PAIRS, [charts.Claim("student-a", "teacher-a", 0.6, 0.9,
                                                            "c", "s")]),
-            charts.forest_plot(PAIRS)]
+            pair_charts.forest_plot(PAIRS)]
     # the colours the figures set themselves (Streamlit replaces plotly's default template)
     text = " ".join(f.update_layout(template=None).to_json() for f in figs).lower()
     for colour in ('"white"', "#fff", "#333", "#bbb", "#6b6b6b", "#c7c7c7", "#9e9e9e"):

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dsdcompare import charts, stats
+from dsdcompare import charts, pair_charts, stats
 
 from .common import plain
 from .results import display_image
@@ -170,7 +170,7 @@ def pair_ui(r: pd.Series) -> None:
                  width="stretch")
     with right:
         try:
-            st.plotly_chart(charts.difference_heatmap(student, teacher), key="pairs_heatmap",
+            st.plotly_chart(pair_charts.difference_heatmap(student, teacher), key="pairs_heatmap",
                             width="stretch")
         except charts.ChartError as err:
             st.warning(plain(err))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dsdcompare import charts, stats
+from dsdcompare import charts, pair_charts, stats
 
 from . import cost, resources
 from .common import plain
@@ -95,7 +95,7 @@ def paired_ui(chosen: pd.DataFrame, choice: dict) -> None:
     """The forest plot of paired differences, overall and per category, and its numbers."""
     frame = resources.chart_frame(chosen)
     table = effects(frame, choice["metric"])
-    st.plotly_chart(charts.forest_plot(frame, metric=choice["metric"], effects=table),
+    st.plotly_chart(pair_charts.forest_plot(frame, metric=choice["metric"], effects=table),
                     key="sq_forest", width="stretch")
     if table.empty:
         st.info("No student and teacher share a prompt and seed in this selection: run both on "

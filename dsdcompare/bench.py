@@ -185,14 +185,16 @@ def _plan(items: list[WorkItem], groups, template: Request, store, source, state
 def run_bench(items: list[WorkItem], models, template: Request, *, store, source: str | None = None,
               device: str = "auto", dtype: str = "auto", local_dirs: dict | None = None,
               scorer=None, no_score_reason: str | None = None, state=None,
-              progress_bar: Callable[[int, str, int | None], Any] | None = None) -> BenchOutcome:
+              progress_bar: Callable[[int, str, int | None], Any] | None = None,
+              scorers: dict | None = None, no_score_reasons: dict | None = None) -> BenchOutcome:
     """Run every item through every model, skipping what ``store`` holds; store each Result.
 
     ``state`` is an :class:`accelerate.PartialState` (default: the current one): the pending
     items are split between its processes, and each process runs its share on ``device``.
     Each item goes through :func:`dsdcompare.record.run_request` (one run per item; each
     Result stored as it finishes). ``scorer`` adds CLIP scores (None: results carry
-    ``no_score_reason``). With ``template.warmup == 0`` each process makes one untimed call per
+    ``no_score_reason``); ``scorers`` / ``no_score_reasons`` are
+    :func:`dsdcompare.record.open_scorers`' two dicts (every chosen metric). With ``template.warmup == 0`` each process makes one untimed call per
     model before its first item (not stored), so no stored timing includes a cold first call.
     ``progress_bar(total_steps, tag, position)`` makes the progress display (the CLI's
     :class:`~dsdcompare.cli.progress.StepProgress`); None shows nothing. Returns this
@@ -235,6 +237,7 @@ def run_bench(items: list[WorkItem], models, template: Request, *, store, source
         recording = run_request(request, run_models, store=store, note="bench",
                                 store_keys=store_keys, scorer=scorer, scorer_choice="none",
                                 no_score_reason=no_score_reason, on_result=finished,
+                                scorers=scorers, no_score_reasons=no_score_reasons,
                                 progress=progress, **common)
         out.stored -= len(recording.notes)  # results another process stored first
         out.notes += recording.notes
@@ -316,16 +319,17 @@ def select_results(df, *, models=None, source=None, prompts=None, seeds=None, st
     return df[keep.fillna(False).astype(bool)]
 
 
-def report_table(df, **selection):
-    """``bench --report``'s table: :func:`dsdcompare.stats.summary` of the rows of ``df`` (a
-    store's results) that :func:`select_results` keeps for ``selection``.
+def report_table(df, *, metric: str = "clip", **selection):
+    """``bench --report``'s table: :func:`dsdcompare.stats.summary` of ``metric`` over the rows
+    of ``df`` (a store's results; for a metric other than CLIP, ``Store.results(metric=...)``)
+    that :func:`select_results` keeps for ``selection``.
 
     Returns ``(table, rows)``: the summary and the selected rows (the report's notes read them).
     """
     from .stats import summary
 
     rows = select_results(df, **selection)
-    return summary(rows), rows
+    return summary(rows, metric=metric), rows
 
 
 def _fmt(value, spec: str = ".2f") -> str:
@@ -336,14 +340,18 @@ def _ci(low, high) -> str:
     return "" if any(v is None or math.isnan(v) for v in (low, high)) else f" [{low:.2f}, {high:.2f}]"
 
 
-def format_report(table, df=None) -> str:
-    """The summary table as text: one line per model and step count (and varying condition)."""
+def format_report(table, df=None, *, metric: str = "clip") -> str:
+    """The summary table as text: one line per model and step count (and varying condition);
+    the score columns are ``metric``'s."""
     if table.empty:
         return "no results in the store for this selection"
-    from .stats import SUMMARY_COLUMNS
+    from .stats import METRICS, SUMMARY_COLUMNS, column_of
 
+    column = column_of(metric)
+    label = "CLIP" if column == "clip_score" else (METRICS[column].label if column in METRICS
+                                                   else metric)
     group_cols = [c for c in table.columns if c not in SUMMARY_COLUMNS]
-    head = [*group_cols, "n", "CLIP mean [95% CI]", "vs teacher [95% CI]",
+    head = [*group_cols, "n", f"{label} mean [95% CI]", "vs teacher [95% CI]",
             "latency s (p10-p90)", "img/s", "speedup"]
     lines = []
     for _, r in table.iterrows():
@@ -366,7 +374,10 @@ def format_report(table, df=None) -> str:
         if df["standin"].fillna(False).astype(bool).any():
             notes.append("stand-in weights (tiny/arch): the images are noise; latencies are real")
         if df["score_standin"].fillna(False).astype(bool).any():
-            notes.append("stand-in scorer: CLIP scores are meaningless")
+            notes.append(f"stand-in scorer: {label} scores are meaningless")
+    if column != "clip_score":
+        notes.append(f"{label}: one checkpoint and scale per row (the scorer's identity splits "
+                     f"rows; scores of different checkpoints are never averaged)")
     notes.append("CIs: bootstrap (BCa) over prompts, seeds averaged within a prompt; "
                  "vs teacher = paired difference on the same prompt, seed and steps")
     return "\n".join(text + [f"note: {n}" for n in notes])

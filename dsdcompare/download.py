@@ -268,9 +268,14 @@ def scorer_checkpoints(choice: str, models: Sequence) -> list[str]:
     from .errors import InputError
     from .metrics import OPEN_CLIP_PREFIX, SCORER_STANDIN
     from .record import scorer_checkpoint
+    from .scorers import SCORER_WEIGHTS
 
     out: list[str] = []
     for name in [c.strip() for c in choice.split(",") if c.strip()]:
+        if name in SCORER_WEIGHTS:  # a quality scorer: plan_scorer_weights plans its files
+            continue
+        if name == "clip":
+            name = "default"
         if name in ("default", "auto"):
             name = scorer_checkpoint(name, models, "hub")[0] or "none"
         if name in ("none", "toy", SCORER_STANDIN):
@@ -306,6 +311,79 @@ def plan_downloads(models: Sequence, scorers: Sequence[str], dtype: str, *,
         sha, files = listing(checkpoint, None)
         plans.append(plan_scorer(checkpoint, files, revision=sha))
     return plans, skipped
+
+
+@dataclass(frozen=True)
+class UrlFile:
+    """A release file a scorer reads from torch hub's ``checkpoints`` folder (torchvision's
+    AlexNet for LPIPS, torch-fidelity's Inception for FID/KID): not a hub repo file."""
+
+    name: str  # the scorer name that needs it, e.g. "lpips", "fid"
+    url: str  # where it is published
+    path: Path  # where torch hub keeps it (what the scorer looks for)
+
+
+def plan_scorer_weights(choice: str, *, listing: ListingFn | None = None
+                        ) -> tuple[list[DownloadPlan], list[UrlFile]]:
+    """What ``--scorers`` names of :data:`dsdcompare.scorers.SCORER_WEIGHTS` (``hps``,
+    ``pickscore``, ``imagereward``, ``lpips``, ``lpips-vgg``, ``fid``, ``kid``) need: one plan per
+    scorer and hub repo (exactly the files the scorer looks up, at its pinned revision), and the
+    release files for torch hub's folder. Other names (CLIP checkpoints) are left to
+    :func:`scorer_checkpoints`.
+
+    Raises:
+        DownloadError: a planned file is not in the repo's listing.
+    """
+    import torch
+
+    from .scorers import SCORER_WEIGHTS
+
+    listing = listing or hub_listing
+    plans: list[DownloadPlan] = []
+    urls: list[UrlFile] = []
+    for name in dict.fromkeys(c.strip() for c in choice.split(",") if c.strip()):
+        repos: dict[tuple[str, str | None], list] = {}
+        for wf in SCORER_WEIGHTS.get(name, ()):
+            if wf.repo is None:
+                path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(wf.url)
+                if all(u.url != wf.url for u in urls):
+                    urls.append(UrlFile(name, wf.url, path))
+            else:
+                repos.setdefault((wf.repo, wf.revision), []).append(wf)
+        for (repo, revision), wanted in repos.items():
+            sha, files = listing(repo, revision)
+            chosen = {f for f in files for wf in wanted
+                      if f.path == wf.filename or any(fnmatch.fnmatchcase(f.path, p)
+                                                      for p in wf.patterns)}
+            for wf in wanted:
+                if wf.filename and all(f.path != wf.filename for f in chosen):
+                    raise DownloadError(f"{repo} has no file {wf.filename!r} (needed by the "
+                                        f"{name} scorer); the repo changed: report it")
+            plans.append(DownloadPlan(f"{name} ({repo})", repo, sha or revision, None,
+                                      tuple(sorted(chosen, key=lambda f: f.path))))
+    return plans, urls
+
+
+def missing_urls(urls: Sequence[UrlFile]) -> list[UrlFile]:
+    """The release files not yet in torch hub's folder (works offline)."""
+    return [u for u in urls if not u.path.is_file()]
+
+
+def fetch_urls(urls: Sequence[UrlFile]) -> int:
+    """Download each missing release file into torch hub's folder, as torch hub itself would
+    (written beside it and renamed into place, with its progress bar); return how many."""
+    import torch
+
+    check_online()
+    todo = missing_urls(urls)
+    for u in todo:
+        u.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(u.url, str(u.path), progress=True)
+        except Exception as err:  # HTTP, network and disk errors alike: one line with the remedy
+            raise DownloadError(f"{u.url}: {first_line(err)} (run `dsdcompare download` again "
+                                f"where there is network)") from err
+    return len(todo)
 
 
 # --- the cache, the disk, the fetch ------------------------------------------------------------------
@@ -406,7 +484,8 @@ def fetch(plans: Sequence[DownloadPlan], *, cache_dir: str | os.PathLike | None 
     return len(todo)
 
 
-__all__ = ["DownloadError", "DownloadPlan", "FetchProgress", "RepoFile", "check_disk",
-           "check_online", "fetch", "fp16_folders", "gb", "hub_cache_dir", "hub_listing", "human",
-           "hub_model_index", "missing_files", "pipeline_files", "plan_downloads", "plan_model",
-           "plan_scorer", "plan_variant", "scorer_checkpoints", "scorer_files", "weight_folders"]
+__all__ = ["DownloadError", "DownloadPlan", "FetchProgress", "RepoFile", "UrlFile", "check_disk",
+           "check_online", "fetch", "fetch_urls", "fp16_folders", "gb", "hub_cache_dir",
+           "hub_listing", "human", "hub_model_index", "missing_files", "missing_urls",
+           "pipeline_files", "plan_downloads", "plan_model", "plan_scorer", "plan_scorer_weights",
+           "plan_variant", "scorer_checkpoints", "scorer_files", "weight_folders"]

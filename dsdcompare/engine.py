@@ -108,7 +108,7 @@ class Result:
     variant: str | None  # weight files variant loaded ("fp16") or None
     latents_sha: str | None  # fingerprint of the initial latents (equal within a pair)
     timing: Timing | None = None
-    score: Any = None  # metrics.Score (with provenance) or None
+    score: Any = None  # the CLIP metrics.Score (with provenance) or None; also scores["clip"]
     fidelity: dict | None = None  # PSNR/SSIM against the teacher's image (latent-matched pairs)
     flags: list[str] = field(default_factory=list)  # per-image problems (black, NaN, NSFW)
     nsfw: list[bool] | None = None  # the safety checker's verdict per image, when it ran
@@ -116,11 +116,35 @@ class Result:
     options: dict = field(default_factory=dict)  # speed options in force
     error_detail: str | None = None  # traceback of the failure
     images: list = field(default_factory=list, repr=False)  # PIL images (not serialised)
+    # metric ("clip", "hps", "pickscore", "imagereward", "lpips") -> metrics.Score ("clip" is
+    # `score`); scores of different metrics, checkpoints or scales are never averaged together
+    scores: dict = field(default_factory=dict)
+
+    def put_score(self, metric: str, score) -> None:
+        """Record ``score`` for ``metric`` (``clip`` also sets :attr:`score`, kept for callers
+        that read the CLIP score alone)."""
+        self.scores[metric] = score
+        if metric == "clip":
+            self.score = score
 
     def to_dict(self) -> dict:
-        """Everything but the images, as JSON-ready plain data."""
+        """Everything but the images, as JSON-ready plain data; each score carries its
+        ``higher_is_better`` (a property of its scale), so a record says which way is better."""
         data = asdict(self)
         data.pop("images")
+        # the CLIP score is the record's "score" (as before there were several metrics);
+        # "scores" holds the other metrics, and is left out when there are none
+        if self.scores.get("clip") is self.score:
+            data["scores"].pop("clip", None)
+        if not data["scores"]:
+            data.pop("scores")
+        for name, score in [("score", self.score), *self.scores.items()]:
+            target = data["score"] if name == "score" else data.get("scores", {}).get(name)
+            if isinstance(target, dict) and hasattr(score, "higher_is_better"):
+                try:
+                    target["higher_is_better"] = bool(score.higher_is_better)
+                except KeyError:  # a scale this version does not know: direction unknown
+                    pass
         return data
 
     @classmethod
@@ -131,14 +155,24 @@ class Result:
         values = {k: v for k, v in data.items() if k in known}
         if values.get("timing"):
             values["timing"] = Timing.from_dict(values["timing"])
-        if values.get("score"):
-            try:
-                from .metrics import Score
-
-                values["score"] = Score.from_dict(values["score"])
-            except (ImportError, TypeError):  # metrics unavailable or changed: keep the dict
-                pass
+        scores = dict(values.get("scores") or {})
+        if values.get("score") and "clip" not in scores:  # a record written before v4
+            scores["clip"] = values["score"]
+        values["scores"] = {m: _score_from_dict(s) for m, s in scores.items()}
+        values["score"] = values["scores"].get("clip")
         return cls(**values)
+
+
+def _score_from_dict(data):
+    """A stored score dict as a metrics.Score (the dict itself when it cannot be rebuilt)."""
+    if not isinstance(data, dict):
+        return data
+    try:
+        from .metrics import Score
+
+        return Score.from_dict(data)
+    except (ImportError, TypeError):  # metrics unavailable or changed: keep the dict
+        return data
 
 
 @dataclass(frozen=True)
@@ -183,16 +217,20 @@ def default_cache() -> PipelineCache:
 
 def compare(request: Request, models: list[ModelSpec], *, source: str | None = None,
             device: str = "auto", dtype: str = "auto", local_dirs: dict[str, str] | None = None,
-            cache: PipelineCache | None = None, scorer=None, speed_options=None,
-            progress: ProgressFn | None = None,
+            cache: PipelineCache | None = None, scorer=None, scorers: dict | None = None,
+            speed_options=None, progress: ProgressFn | None = None,
             on_result: Callable[[Result], None] | None = None) -> list[Result]:
     """Run ``request`` through every model in ``models``; return one Result per model, in order.
 
     Never raises for one model: a model that cannot be loaded or fails while generating yields
     a Result with ``success=False`` and its error, and the others go on. ``source`` is the
     weight source for every model (default: each model's own); ``scorer`` (a
-    :class:`dsdcompare.metrics.ClipScorer`) adds a CLIP score; ``speed_options`` (a
-    :class:`dsdcompare.speed.SpeedOptions`) is applied to each pipeline and recorded.
+    :class:`dsdcompare.metrics.ClipScorer`) adds a CLIP score; ``scorers`` (metric -> scorer,
+    see :func:`dsdcompare.record.open_scorers`) adds one Score per metric to
+    ``Result.scores`` (``clip`` there is ``scorer``'s place; ``lpips`` scores a student's images
+    against its teacher's, beside PSNR/SSIM); a scorer that fails costs that score only.
+    ``speed_options`` (a :class:`dsdcompare.speed.SpeedOptions`) is applied to each pipeline and
+    recorded.
     Teachers run before their students (so each student is compared with its teacher's image
     as soon as it finishes); ``on_result`` receives each Result as soon as it is complete, so a
     caller can store it before the next model starts.
@@ -206,6 +244,10 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
     models = teachers_first(models)
     results: list[Result] = []
     finish = on_result or (lambda result: None)
+    per_image = dict(scorers or {})
+    if scorer is not None:
+        per_image.setdefault("clip", scorer)
+    lpips = per_image.pop("lpips", None)  # pairs, not single images: in add_fidelity
     # 2. Each model in turn: load (cached), generate with the timing protocol, check, score
     for index, spec in enumerate(models):
         event = functools.partial(_emit, notify, spec.key, index, len(models))
@@ -223,12 +265,13 @@ def compare(request: Request, models: list[ModelSpec], *, source: str | None = N
             results.append(result)
             finish(result)
             continue
-        # 3. Score the images (a scorer failure costs the score, not the images)
-        if scorer is not None:
+        # 3. Score the images with each metric (a scorer failure costs that score only)
+        if per_image:
             event("score")
-            result.score = _score(scorer, arrays, request.prompt)
+        for metric, metric_scorer in per_image.items():
+            result.put_score(metric, _score(metric, metric_scorer, arrays, request.prompt))
         # 4. Teacher/student fidelity, when its teacher ran on the same latents
-        add_fidelity(results + [result])
+        add_fidelity(results + [result], lpips=lpips)
         event("done")
         results.append(result)
         finish(result)
@@ -441,18 +484,26 @@ def _collect_images(result: Result, output) -> None:
     result.success = True
 
 
-def _score(scorer, images: list, prompt: str):
-    from .metrics import score_unavailable
-
+def _score(metric: str, scorer, *inputs):
+    """``scorer.score(*inputs)``, or a Score without a value saying why it failed."""
     try:
-        return scorer.score(images, prompt)
+        return scorer.score(*inputs)
     except Exception as err:  # a scorer failure never costs the images
-        return score_unavailable(getattr(scorer, "checkpoint", "?"), f"{type(err).__name__}: {err}",
-                                 n_images=len(images))
+        reason, n_images = f"{type(err).__name__}: {err}", len(inputs[0])
+        checkpoint = getattr(scorer, "checkpoint", "?")
+        if metric == "clip":
+            from .metrics import score_unavailable
+
+            return score_unavailable(checkpoint, reason, n_images=n_images)
+        from .scorers import metric_unavailable
+
+        return metric_unavailable(metric, reason, checkpoint=checkpoint, n_images=n_images)
 
 
-def add_fidelity(results: list[Result]) -> None:
-    """PSNR/SSIM of each student's images against its teacher's, when both ran on equal latents."""
+def add_fidelity(results: list[Result], *, lpips=None) -> None:
+    """PSNR/SSIM of each student's images against its teacher's, when both ran on equal latents;
+    with ``lpips`` (a :class:`dsdcompare.scorers.LpipsScorer`) also its LPIPS Score, in
+    ``scores["lpips"]``."""
     from .metrics import fidelity
 
     by_key = {r.model: r for r in results if r.success}
@@ -469,3 +520,5 @@ def add_fidelity(results: list[Result]) -> None:
         for name in ("psnr", "ssim"):  # mean over images not excluded (None when none are left)
             values = [p[name] for p in per_image if p.get(name) is not None]
             student.fidelity[name] = sum(values) / len(values) if values else None
+        if lpips is not None:
+            student.put_score("lpips", _score("lpips", lpips, student.images, teacher.images))

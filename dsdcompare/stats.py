@@ -30,7 +30,9 @@ Why the numbers are computed this way:
 - **One metric at a time.** The quality columns are :data:`METRICS` (the CLIP score by default;
   fidelity to the teacher and other scorers when the table has them). ``summary(metric=...)``
   keeps its column names (``clip_mean`` ...) whatever the metric: ``bench --report`` and the
-  charts read one table.
+  charts read one table. A preference score or LPIPS comes from ``Store.results(metric=...)``,
+  whose ``score_checkpoint`` / ``score_scale`` then describe that metric: they are condition
+  columns, so two checkpoints or scales of one metric are never pooled.
 - **Latency ratios are geometric.** A student's latency relative to its teacher's is averaged
   as a log ratio (:func:`pair_effects`): halving and doubling are equally far from 1.
 """
@@ -111,6 +113,12 @@ METRICS: dict[str, Metric] = {m.column: m for m in (
     Metric("psnr", "PSNR vs teacher (dB)", True, True),
     Metric("lpips", "LPIPS vs teacher", False, True),
 )}
+
+
+def column_of(metric: str) -> str:
+    """The results-table column of a metric: ``clip`` is ``clip_score``; every other name
+    (``hps``, ``pickscore``, ``imagereward``, ``lpips``, ``psnr``, ``ssim``) is its own column."""
+    return "clip_score" if metric == "clip" else metric
 
 
 def available_metrics(df: pd.DataFrame) -> list[str]:
@@ -203,9 +211,9 @@ def clustered_ci(values, clusters, *, statistic: Callable = np.nanmedian,
     return Interval(low, high)
 
 
-def observations(df: pd.DataFrame) -> pd.DataFrame:
+def observations(df: pd.DataFrame, *, metric: str = "clip_score") -> pd.DataFrame:
     """One row per model and observation: the latest successful row of each, else its latest
-    failure (see the module docstring).
+    failure (see the module docstring). ``df`` must hold ``metric``'s column (:func:`column_of`).
 
     Keeps the store's row order; adds ``teacher`` (from the registry when the column is absent)
     and ``images_per_prompt`` (1 when absent). A row without a scorer (a failure: nothing was
@@ -213,7 +221,7 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
     they have exactly one, so a failed rerun is the observation it repeats, not a condition of
     its own.
     """
-    _require(df, ("model", *OBSERVATION_KEY, "success", "clip_score", "median_s"))
+    _require(df, ("model", *OBSERVATION_KEY, "success", column_of(metric), "median_s"))
     out = _adopt_scorer(df.copy())
     if "teacher" not in out:
         out["teacher"] = out["model"].map(_registry_teacher)
@@ -255,12 +263,17 @@ def paired_differences(df: pd.DataFrame, *, metric: str = "clip_score",
     ``teacher_median_s`` and ``speedup`` (teacher latency / student latency). With another
     ``metric`` its column and ``teacher_<metric>`` are there too; each column of ``keep`` (e.g.
     ``result_id``, ``image_paths``, ``psnr``) comes for both, the teacher's as ``teacher_<col>``.
-    A pair needs the same values in :data:`PAIRING_COLUMNS`. Only successful results pair; a
-    missing value gives a NaN ``diff``.
+    A pair needs the same values in :data:`PAIRING_COLUMNS`, except that a vs-teacher metric
+    (LPIPS: the teacher has no score of its own) pairs whatever the teacher's scorer columns
+    say and keeps the student's. Only successful results pair; a missing value gives a NaN
+    ``diff``. ``metric`` may be a metric name (``clip``, ``hps`` ...; see :func:`column_of`).
     """
-    obs = observations(df)
+    metric = column_of(metric)
+    obs = observations(df, metric=metric)
     ok = obs[obs["success"].astype(bool)]
     on = [*OBSERVATION_KEY, *_present(ok, PAIRING_COLUMNS)]
+    if metric in METRICS and METRICS[metric].relative:
+        on = [c for c in on if c not in SCORER_COLUMNS]
     extra = [c for c in _present(ok, CONDITION_COLUMNS) if c not in on]
     values = list(dict.fromkeys(["clip_score", metric, "median_s", *keep]))
     _require(ok, values)
@@ -285,12 +298,18 @@ def summary(df: pd.DataFrame, *, metric: str = "clip_score", confidence: float =
     by the model's first appearance in ``df`` (a teacher runs before its students, even when a
     rerun replaces its first result), then by steps. Bootstrap settings are passed to
     :func:`bootstrap_ci`. An empty ``df`` gives an empty table with these columns.
+
+    ``metric`` may also be a metric name (``clip``, ``hps``, ``pickscore``, ``imagereward``,
+    ``lpips``). For a metric other than CLIP give ``Store.results(metric=...)``: its
+    ``score_checkpoint`` and ``score_scale`` then describe that metric, so scores of two
+    checkpoints or scales are two rows, never one mean.
     """
     if df.empty:
         return pd.DataFrame(columns=["model", "steps", *SUMMARY_COLUMNS])
+    metric = column_of(metric)
     _require(df, (metric,))
     ci = dict(confidence=confidence, method=method, n_resamples=n_resamples, seed=seed)
-    obs = observations(df)
+    obs = observations(df, metric=metric)
     by = ["model", "steps", *varying_conditions(obs)]
     groups = pd.DataFrame([{**dict(zip(by, key, strict=True)), **_group_stats(g, ci, metric)}
                            for key, g in obs.groupby(by, sort=False, dropna=False)])
@@ -384,9 +403,10 @@ def pair_effects(df: pd.DataFrame, *, metric: str = "clip_score",
     columns = ["model", "steps", *PAIR_EFFECT_COLUMNS]
     if df.empty:
         return pd.DataFrame(columns=columns)
+    metric = column_of(metric)
     relative = METRICS[metric].relative if metric in METRICS else False
     pairs = paired_differences(df, metric=metric)
-    by = ["model", "steps", *varying_conditions(observations(df))]
+    by = ["model", "steps", *varying_conditions(observations(df, metric=metric))]
     if pairs.empty:
         return pd.DataFrame(columns=[*by, *PAIR_EFFECT_COLUMNS])
     cats = dict(categories) if categories is not None else prompt_categories(pairs["prompt"])

@@ -80,7 +80,7 @@ def test_new_store_has_versioned_schema_in_wal_mode(store_path):
     assert default_store_path() == store_path
     conn = sqlite3.connect(store_path)
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3  # v3: reviews and votes
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # v4: scores
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "results", "images"} <= tables

@@ -32,6 +32,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                 "  dsdcompare bench --prompts core --models all --seeds 0-3 --steps 10,20,30\n"
                 "  dsdcompare bench --prompts my.csv --prompt-column Prompt --limit 20\n"
                 "  dsdcompare bench --prompts core --steps 10,20,30 --report --report-csv s.csv\n"
+                "  dsdcompare bench --prompts core --metrics clip,hps,lpips   (then --report --metric hps)\n"
+                "  dsdcompare bench --prompts core --report --distance [--reference DIR|STATS.npz]\n"
                 "  accelerate launch --multi_gpu --num_processes 4 -m dsdcompare bench --prompts core "
                 "...  (one process per GPU)")
     p.add_argument("--prompts", metavar="FILE|SUITE",
@@ -64,6 +66,16 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="only report: summarise what the store holds for this selection, "
                         "generate nothing")
     p.add_argument("--report-csv", metavar="FILE", help="also write the summary table as CSV")
+    p.add_argument("--metric", default="clip", metavar="NAME",
+                   help="with --report: the metric summarised (clip, hps, pickscore, imagereward, "
+                        "lpips); rows are split by its checkpoint and scale (default clip)")
+    p.add_argument("--distance", action="store_true",
+                   help="with --report: FID and KID of each student's images against its "
+                        "teacher's (same prompts and seeds), with sample sizes; needs the FID "
+                        "Inception (`dsdcompare download --scorers fid`)")
+    p.add_argument("--reference", metavar="DIR|STATS.npz",
+                   help="with --distance: also measure every model against this folder of images "
+                        "or precomputed Inception statistics")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_options(p)
 
@@ -74,8 +86,17 @@ def run(args) -> int:
 
     from ..engine import Request
     from ..prompts import load_prompts
+    from ..record import parse_metrics
 
     # 1. Check inputs (nothing is created before every check has passed)
+    metrics = parse_metrics(args.metrics)
+    if args.metric not in parse_metrics("all"):
+        raise BenchError(f"--metric {args.metric!r} is not a metric; choose one of "
+                         f"{', '.join(parse_metrics('all'))}")
+    if (args.distance or args.reference) and not args.report:
+        raise BenchError("--distance and --reference go with --report (they read the store)")
+    if args.reference and not args.distance:
+        raise BenchError("--reference needs --distance")
     if args.no_store:
         raise BenchError("bench stores every result (that is how it resumes and reports); "
                          "drop --no-store, or give --store PATH for a separate database")
@@ -98,10 +119,10 @@ def run(args) -> int:
     if args.report:
         return report(args, selection)
     return sweep(args, models=models, prompts=prompts, seeds=seeds or list(DEFAULT_SEEDS),
-                 steps=steps or list(DEFAULT_STEPS), template=template)
+                 steps=steps or list(DEFAULT_STEPS), template=template, metrics=metrics)
 
 
-def sweep(args, *, models, prompts, seeds, steps, template) -> int:
+def sweep(args, *, models, prompts, seeds, steps, template, metrics=("clip",)) -> int:
     """Generate the sweep (sharded under ``accelerate launch``), then report on the main process."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
@@ -109,7 +130,8 @@ def sweep(args, *, models, prompts, seeds, steps, template) -> int:
     from ..bench import run_bench, use_cpu, work_items
     from ..errors import InputError
     from ..loading import resolve_device
-    from ..record import open_scorer
+    from ..record import open_scorers
+    from .common import unchosen_clip, warn_unscored
 
     items = work_items(prompts, seeds, steps)  # refused here when too large, before any load
     # 2. Processes and devices: one device per process under accelerate
@@ -124,16 +146,17 @@ def sweep(args, *, models, prompts, seeds, steps, template) -> int:
     #    stand-in scorer first, the others then open what is there
     with state.main_process_first():
         store = open_store(args)
-        scorer, no_score_reason = open_scorer(args.scorer, models, args.source, device)
-    if no_score_reason and args.scorer != "none" and state.is_main_process:
-        warn(f"no CLIP score: {no_score_reason}")
+        scorers, why = open_scorers(metrics, models, args.source, device, clip_choice=args.scorer)
+    if state.is_main_process:
+        warn_unscored(why, args.scorer)
     state.print(f"bench: {len(prompts)} prompts x {len(seeds)} seeds x {len(steps)} step counts "
                 f"= {len(items)} items x {len(models)} models; {state.num_processes} process(es); "
                 f"store {store.path}")
     # 4. Run this process's share
     outcome = run_bench(items, models, template, store=store, source=args.source, device=device,
-                        dtype=args.dtype, local_dirs=dict(args.local_dir), scorer=scorer,
-                        no_score_reason=no_score_reason, state=state,
+                        dtype=args.dtype, local_dirs=dict(args.local_dir),
+                        scorers=scorers, no_score_reasons=why,
+                        no_score_reason=unchosen_clip(args.metrics), state=state,
                         progress_bar=None if args.no_progress else _bar)
     outcomes = gather_object([outcome]) if state.num_processes > 1 else [outcome]
     failed = sum(o.failed for o in outcomes)
@@ -177,16 +200,54 @@ def report(args, selection: dict) -> int:
 
 
 def _print_report(store, args, **selection) -> bool:
-    """Print (and maybe write) the summary; return True when nothing was selected."""
+    """Print (and maybe write) the summary of ``--metric`` (and with ``--distance`` FID and KID);
+    return True when nothing was selected."""
     from ..bench import format_report, report_table
 
-    table, rows = report_table(store.results(source=args.source), source=args.source, **selection)
+    metric = getattr(args, "metric", "clip")
+    df = store.results(source=args.source, metric=metric)
+    table, rows = report_table(df, source=args.source, metric=metric, **selection)
     print()
-    print(format_report(table, rows))
+    print(format_report(table, rows, metric=metric))
     if args.report_csv:
         table.to_csv(args.report_csv, index=False)
         print(f"wrote {args.report_csv}")
+    if getattr(args, "distance", False) and not rows.empty:
+        _print_distances(rows, args)
     return table.empty
+
+
+def _print_distances(rows, args) -> None:
+    """FID and KID of the selected rows (:func:`dsdcompare.distance.sweep_distances`)."""
+    from ..distance import sweep_distances
+    from ..errors import InputError
+    from ..loading import resolve_device
+    from ..scorers import load_inception
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    found = sweep_distances(rows, extractor=load_inception(device=device),
+                            reference=args.reference)
+    print()
+    if not found:
+        print("distance: no student with a paired teacher in this selection"
+              + ("" if args.reference else "; give --reference DIR to measure every model"))
+        return
+    print(f"{'model':16} {'steps':>5}  {'against':24} {'n':>9}  {'FID':>9}  {'KID (± std)':>20}")
+    notes: list[str] = []
+    for d in found:
+        n = f"{d.n_student}/{d.n_reference if d.n_reference is not None else '?'}"
+        fid = "-" if d.fid is None else f"{d.fid:.3f}" + ("*" if d.fid_too_small else "")
+        kid = "-" if d.kid is None else f"{d.kid:.5f} ± {d.kid_std:.5f}"
+        cond = "".join(f" {c}={v}" for c, v in d.conditions)
+        print(f"{d.model:16} {d.steps:>5}  {d.reference:24} {n:>9}  {fid:>9}  {kid:>20}{cond}")
+        notes += [w for w in d.warnings if w not in notes]
+    for note in notes:
+        print(f"warning: {note}")
+    print("note: n = images of the model / of the reference; * FID below 2048 images per set is "
+          "biased upward and unstable: compare KID; lower is closer for both")
 
 
 def _bar(total: int, tag: str, position: int | None):

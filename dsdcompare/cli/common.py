@@ -63,6 +63,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="CLIP scorer checkpoint: 'default' (openai/clip-vit-large-patch14 for real "
                         "models, the stand-in for stand-ins, the toy CLIP for toy models), a hub "
                         "name, a local directory, 'open_clip:ARCH/TAG', 'tiny', or 'none'")
+    p.add_argument("--metrics", default="clip", metavar="LIST",
+                   help="per-image quality metrics, comma-separated: clip, hps (HPS v2.1), "
+                        "pickscore, imagereward, lpips (a student vs its teacher, beside "
+                        "PSNR/SSIM); 'all' or 'none'. Weights come from the local caches: "
+                        "`dsdcompare download --scorers hps,...` fetches them (default: clip)")
     p.add_argument("--threads", type=int_arg(THREADS),
                    help="torch CPU threads (fix it for bit-identical images across runs)")
     p.add_argument("--store", metavar="PATH",
@@ -92,6 +97,21 @@ def open_store(args):
 def warn(message: str) -> None:
     """One line on stderr, prefixed ``warning:``."""
     print(f"warning: {message}", file=sys.stderr)
+
+
+def unchosen_clip(metrics_text: str) -> str | None:
+    """Why results carry no CLIP score when ``--metrics`` leaves it out (None: it is chosen)."""
+    from ..record import parse_metrics
+
+    return None if "clip" in parse_metrics(metrics_text) else \
+        f"CLIP is not among --metrics {metrics_text!r}"
+
+
+def warn_unscored(why: dict, scorer_choice: str) -> None:
+    """One warning per chosen metric that has no scorer (none for CLIP with ``--scorer none``)."""
+    for metric, reason in why.items():
+        if metric != "clip" or scorer_choice != "none":
+            warn(f"no {'CLIP' if metric == 'clip' else metric} score: {reason}")
 
 
 def fail(message: str, code: int = 2) -> int:

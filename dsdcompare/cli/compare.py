@@ -18,7 +18,9 @@ from .common import (
     open_store,
     setup_models,
     size_arg,
+    unchosen_clip,
     warn,
+    warn_unscored,
 )
 
 
@@ -78,9 +80,10 @@ def run(args) -> int:
     """Run the comparison, store each result as it finishes, write the files."""
     from ..engine import Request
     from ..loading import resolve_device
-    from ..record import open_scorer
+    from ..record import open_scorers, parse_metrics
 
     # 1. Check inputs (nothing is created before every check has passed)
+    metrics = parse_metrics(args.metrics)
     models = setup_models(args)
     request = Request(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed,
                       steps=args.steps, guidance=args.guidance, size=args.size,
@@ -104,19 +107,18 @@ def run(args) -> int:
             print(f"resume: already stored, skipped: {', '.join(skipped)}")
         if not todo:
             print(f"resume: nothing left to run for this request in {store.path}")
-    # 3. Scorer, when something runs (its absence costs scores, never images)
-    scorer, no_score_reason = None, None
+    # 3. Scorers, when something runs (their absence costs scores, never images)
+    scorers, why = {}, {}
     if todo:
-        scorer, no_score_reason = open_scorer(args.scorer, models, args.source, device)
-        if no_score_reason and args.scorer != "none":
-            warn(f"no CLIP score: {no_score_reason}")
+        scorers, why = open_scorers(metrics, models, args.source, device, clip_choice=args.scorer)
+        warn_unscored(why, args.scorer)
     # 4. Run, storing each result and writing its images as soon as its model finishes
     _make_folder(out)
     finished: list = []
     written: list[Path] = []
     try:
         if todo:
-            _run(args, request, todo, store, scorer, no_score_reason, device, out, finished)
+            _run(args, request, todo, store, scorers, why, device, out, finished)
     finally:  # also when interrupted or the store fails: what finished is written out
         results = finished
         if store and args.resume:  # the whole request: earlier results come from the store
@@ -131,7 +133,7 @@ def run(args) -> int:
     return 0 if any(r.success for r in results) else 1
 
 
-def _run(args, request, models, store, scorer, no_score_reason, device, out: Path,
+def _run(args, request, models, store, scorers: dict, why: dict, device, out: Path,
          finished: list) -> None:
     """:func:`dsdcompare.record.run_request` with a progress bar; each Result is appended to
     ``finished`` and its images written the moment its model is done."""
@@ -143,11 +145,11 @@ def _run(args, request, models, store, scorer, no_score_reason, device, out: Pat
 
     bar = _Bar(request, len(models))
     try:
-        recording = run_request(request, models, store=store, resume=args.resume, scorer=scorer,
-                                scorer_choice=args.scorer, no_score_reason=no_score_reason,
-                                on_result=done, source=args.source, device=device,
-                                dtype=args.dtype, local_dirs=dict(args.local_dir),
-                                progress=bar.progress)
+        recording = run_request(request, models, store=store, resume=args.resume,
+                                scorers=scorers, no_score_reasons=why, scorer_choice=args.scorer,
+                                no_score_reason=unchosen_clip(args.metrics), on_result=done,
+                                source=args.source, device=device, dtype=args.dtype,
+                                local_dirs=dict(args.local_dir), progress=bar.progress)
     finally:
         bar.close()
     for note in recording.notes:
@@ -263,8 +265,10 @@ def _print_summary(results, out: Path, written, store) -> None:
             print(f"{r.model:14} FAILED  {r.error}")
             continue
         score = "-" if row["clip_score"] is None else f"{row['clip_score']:.3f}"
+        others = "".join(f"  {m} {'-' if s.value is None else format(s.value, '.3f')}"
+                         for m, s in r.scores.items() if m != "clip" and hasattr(s, "value"))
         print(f"{r.model:14} {row['median_s']:.3f} s  {row['its_per_s']:.2f} it/s  CLIP {score}"
-              + ("  [stand-in: images are noise]" if r.standin else "")
+              + others + ("  [stand-in: images are noise]" if r.standin else "")
               + (f"  flags: {'; '.join(r.flags)}" if r.flags else ""))
     print(f"\nwrote {len(written)} images, contact_sheet.png, results.json, results.csv to {out}"
           + (f"; stored in {store.path}" if store else ""), file=sys.stdout)

@@ -12,8 +12,10 @@ def configure(p) -> None:
                    help="comma-separated registry keys; 'all' = the four seed models (default all)")
     p.add_argument("--models-file", metavar="TOML", help="a TOML file of extra models")
     p.add_argument("--scorers", default="default",
-                   help="CLIP scorers to fetch: 'default' (openai/clip-vit-large-patch14), 'none', "
-                        "or comma-separated hub names (default: default)")
+                   help="scorers to fetch, comma-separated: CLIP as 'default' "
+                        "(openai/clip-vit-large-patch14) or hub names; the quality metrics hps "
+                        "(HPS v2.1), pickscore, imagereward, lpips, lpips-vgg, fid (also kid); "
+                        "or 'none' (default: default)")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="precision the models will load in; auto = fp16 on a GPU, fp32 on a CPU")
     p.add_argument("--device", default="auto",
@@ -29,11 +31,14 @@ def run(args) -> int:
         check_disk,
         check_online,
         fetch,
+        fetch_urls,
         gb,
         hub_cache_dir,
         human,
         missing_files,
+        missing_urls,
         plan_downloads,
+        plan_scorer_weights,
         scorer_checkpoints,
     )
     from ..errors import InputError
@@ -50,6 +55,8 @@ def run(args) -> int:
     check_online()
     # 2. The plan, from the hub's listings
     plans, skipped = plan_downloads(models, scorers, dtype)
+    weight_plans, urls = plan_scorer_weights(args.scorers)
+    plans += weight_plans
     for note in skipped:
         warn(note)
     missing = {id(p): missing_files(p) for p in plans}
@@ -65,10 +72,16 @@ def run(args) -> int:
             for f in p.files:
                 tags = ("cached" if f.path in cached else "") + (" not read" if f.path in p.unread else "")
                 print(f"    {f.path:60} {human(f.size):>9}  {tags.strip()}")
+    url_todo = missing_urls(urls)
+    for u in urls:  # release files (torchvision, torch-fidelity): torch hub's folder
+        print(f"{u.name:30} {'-':8} {1:>5} {'?':>10} {'?' if u in url_todo else gb(0):>10}  "
+              f"{u.url.rsplit('/', 1)[-1]} -> {u.path.parent}"
+              + ("" if u in url_todo else " (cached)"))
     # 3. Room on disk (a dry run only reports a shortfall), then the fetch with huggingface_hub's
     #    own progress bars
     need = sum(f.size or 0 for m in missing.values() for f in m)
-    print(f"to fetch: {gb(need)} in {sum(len(m) for m in missing.values())} files")
+    print(f"to fetch: {gb(need)} in {sum(len(m) for m in missing.values())} files"
+          + (f", and {len(url_todo)} release file(s) of unknown size" if url_todo else ""))
     if args.dry_run:
         try:
             check_disk(plans)
@@ -76,6 +89,6 @@ def run(args) -> int:
             warn(str(err))
         return 0
     check_disk(plans)
-    fetched = fetch(plans)
+    fetched = fetch(plans) + fetch_urls(urls)
     print(f"done: {fetched} files fetched; every planned file is in the cache")
     return 0

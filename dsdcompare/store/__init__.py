@@ -43,7 +43,8 @@ The parts: :mod:`~dsdcompare.store.core` (the :class:`Store` facade and writing)
 :mod:`~dsdcompare.store.images` (content-addressed files, checks, prune),
 :mod:`~dsdcompare.store.bundles` and :mod:`~dsdcompare.store.merge`,
 :mod:`~dsdcompare.store.reviews` (blind A/B reviews and their votes, schema v3; a merge copies
-runs and results, not reviews), :mod:`~dsdcompare.store.guard` (a file may come from anyone: the
+runs and results, not reviews), :mod:`~dsdcompare.store.scores` (one score per result and metric
+with its provenance, schema v4; merges and bundles carry them), :mod:`~dsdcompare.store.guard` (a file may come from anyone: the
 structural schema check before any query, time-limited statements, SQLite errors as
 StoreErrors), :mod:`~dsdcompare.store.targets` (where an export may be written: files replaced
 atomically, devices and ``-`` written through, links refused) and
@@ -56,7 +57,9 @@ from .common import DB_NAME, DEFAULT_STORE, STORE_ENV, DuplicateResultError, Sto
 from .core import Store
 from .records import RESULT_COLUMNS, flat_record, request_key, result_record_dict
 from .schema import APPLICATION_ID, BUSY_TIMEOUT_S, MIGRATIONS, SCHEMA_VERSION
+from .scores import SCORE_COLUMNS, metric_view
 
 __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_S", "DB_NAME", "DEFAULT_STORE", "DuplicateResultError",
-           "MIGRATIONS", "RESULT_COLUMNS", "SCHEMA_VERSION", "STORE_ENV", "Store", "StoreError",
-           "default_store_path", "flat_record", "request_key", "result_record_dict"]
+           "MIGRATIONS", "RESULT_COLUMNS", "SCHEMA_VERSION", "SCORE_COLUMNS", "STORE_ENV", "Store", "StoreError",
+           "default_store_path", "flat_record", "metric_view", "request_key",
+           "result_record_dict"]

@@ -18,6 +18,7 @@ from . import bundles as _bundles
 from . import images as _images
 from . import merge as _merge
 from . import queries as _queries
+from . import scores as _scores
 from .common import DB_NAME, DuplicateResultError, StoreError, default_store_path, dumps, now
 from .guard import damage, translated
 from .records import FLAT_COLUMNS, flat_record, request_dict, request_key, result_record_dict
@@ -119,7 +120,8 @@ class Store:
         for the model.
         """
         self._check_writable()
-        record = result_record_dict(result)
+        # every score's checkpoint as a stable identity, never this machine's folder path
+        record = _scores.identify_checkpoints(result_record_dict(result))
         # 1. Image files, outside the transaction (slow I/O must not hold the write lock)
         stored = [self._write_image(image) for image in (getattr(result, "images", None) or [])]
         # 2. Row and image rows in one transaction
@@ -149,6 +151,7 @@ class Store:
             "VALUES (?,?,?,?,?,?,?)",
             [(result_id, i, s["sha256"], s["path"], s["width"], s["height"], s["bytes"])
              for i, s in enumerate(stored)])
+        _scores.insert_scores(conn, result_id, record)
         return result_id
 
     def finish_run(self, run_id: int) -> None:
@@ -196,7 +199,7 @@ class Store:
         :class:`Store`) that this store lacks, with its images; return what happened.
 
         This is how the per-node stores of a multi-node ``bench`` become one: ids are renumbered,
-        everything else (created/finished times, notes, full records, images) is kept, so
+        everything else (created/finished times, notes, full records, scores, images) is kept, so
         :meth:`completed` and resuming see the union. A run is the same run when its request key,
         source and ``created_at`` match, a result when its run, model and ``created_at`` match:
         merging twice adds nothing. Each run is copied in its own transaction, image files first
@@ -244,14 +247,40 @@ class Store:
 
     def results(self, *, run_id: int | Iterable[int] | None = None, prompt: str | None = None,
                 seed: int | None = None, model: str | None = None, source: str | None = None,
-                steps: int | None = None, since=None, until=None, success: bool | None = None):
+                steps: int | None = None, since=None, until=None, success: bool | None = None,
+                metric: str | None = None):
         """One row per stored result, oldest first, as a pandas DataFrame of
         :data:`~dsdcompare.store.records.RESULT_COLUMNS` (documented in
         :mod:`dsdcompare.store.records`). Every filter is optional and exact; ``run_id`` may be
-        one id or a list of ids; ``since`` / ``until`` as in :meth:`runs`."""
-        return _queries.results(self, run_id=run_id, prompt=prompt, seed=seed, model=model,
-                               source=source, steps=steps, since=since, until=until,
-                               success=success)
+        one id or a list of ids; ``since`` / ``until`` as in :meth:`runs`.
+
+        ``metric`` (``hps``, ``pickscore``, ``imagereward``, ``lpips``; ``clip`` or None: the
+        table as it is) adds that metric's values as a column of its name and makes the
+        ``score_*`` provenance columns describe it (:func:`dsdcompare.store.scores.metric_view`):
+        the frame :func:`dsdcompare.stats.summary` takes for that metric."""
+        df = _queries.results(self, run_id=run_id, prompt=prompt, seed=seed, model=model,
+                              source=source, steps=steps, since=since, until=until,
+                              success=success)
+        if metric is None or _scores.check_metric(metric) == "clip":
+            return df
+        return _scores.metric_view(df, self.scores(metric=metric), metric)
+
+    def scores(self, *, metric: str | None = None, result_id=None, run_id=None,
+               model: str | None = None, checkpoint: str | None = None):
+        """Every stored score in long format, one row per result and metric, as a pandas
+        DataFrame of :data:`~dsdcompare.store.scores.SCORE_COLUMNS`: ``result_id, run_id,
+        model, metric`` (clip | hps | pickscore | imagereward | lpips), ``value`` (NaN: not
+        scored, see ``error``), ``per_image`` (list), and the provenance ``backend,
+        checkpoint`` (a stable identity), ``scale, higher_is_better, standin, error, note``.
+        Filters are optional and exact; ``result_id`` / ``run_id`` may be one id or a list."""
+        return _scores.scores(self, metric=metric, result_id=result_id, run_id=run_id,
+                              model=model, checkpoint=checkpoint)
+
+    def metrics(self) -> list[str]:
+        """The metrics with at least one stored value, CLIP first, then in name order."""
+        found = {m for (m,) in self._query("SELECT DISTINCT metric FROM scores WHERE value IS "
+                                           "NOT NULL")}
+        return sorted(found, key=lambda m: (m != "clip", m))
 
     def side_by_side(self, prompt: str, seed: int, *, source: str | None = None,
                      steps: int | None = None):

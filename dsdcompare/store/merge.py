@@ -67,6 +67,7 @@ def _merge_run(store, src, src_run: int, fields: dict, res_cols: list[str],
                 " VALUES (?,?,?,?,?,?,?)",
                 [(int(cur.lastrowid), i["idx"], i["sha256"], i["path"], i["width"], i["height"],
                   i["bytes"]) for i in mine])
+            _copy_scores(conn, src, row[0], int(cur.lastrowid))
             report["results_added"] += 1
             report["images_copied"] += len(mine)
 
@@ -104,6 +105,17 @@ def _copy_images(store, src, result_id: int) -> list[dict]:
         out.append({"idx": idx, "sha256": sha, "path": store._put_image_bytes(data)[1],
                     "width": width, "height": height, "bytes": size, "data": data})
     return out
+
+
+def _copy_scores(conn: sqlite3.Connection, src, src_result: int, result_id: int) -> None:
+    """Copy one result's ``scores`` rows from ``src`` (schema v4: both stores are current) under
+    its new id here, provenance and all (inside the caller's transaction)."""
+    columns = [c for c in _columns(src, "scores") if c != "result_id"]
+    rows = src._query(f"SELECT {', '.join(columns)} FROM scores WHERE result_id = ?",
+                      (src_result,))
+    conn.executemany(f"INSERT INTO scores (result_id, {', '.join(columns)}) "
+                     f"VALUES (?, {', '.join('?' * len(columns))})",
+                     [(result_id, *row) for row in rows])
 
 
 def _columns(store, table: str) -> list[str]:

@@ -17,7 +17,10 @@ without writing, back it up before a migration, connect, switch to WAL).
 
 Schema history: v1 (runs, results, images); v2 adds ``runs.request_key`` and its index, backfilled
 from the stored requests (what :meth:`Store.completed` and resuming need); v3 adds ``reviews``,
-``review_pairs`` and ``votes`` (blind A/B reviews, see :mod:`dsdcompare.store.reviews`).
+``review_pairs`` and ``votes`` (blind A/B reviews, see :mod:`dsdcompare.store.reviews`); v4 adds
+``scores``, one row per result and metric with its provenance (see
+:mod:`dsdcompare.store.scores`), filled from the stored records, with checkpoint paths rewritten
+to stable identities.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ from .common import StoreError, tmp_beside
 from .guard import UNTRUSTED_STATEMENT_S, check_structure, damage, database_error, read_only_media
 from .records import REQUEST_KEY_FIELDS, request_key
 from .reviews import migrate_to_v3
+from .scores import migrate_to_v4
 
 #: ``PRAGMA application_id`` of every dsdcompare database ("dsdc" in ASCII).
 APPLICATION_ID = 0x64736463
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Seconds a writer waits for another writer's transaction before giving up.
 BUSY_TIMEOUT_S = 60.0
 
@@ -121,7 +125,7 @@ def _migrate_to_v2(conn: sqlite3.Connection) -> None:
 
 #: version -> the step that brings a database from version-1 to it. Every new database goes
 #: through all of them, so the migration path is exercised on every fresh store.
-MIGRATIONS = {1: _migrate_to_v1, 2: _migrate_to_v2, 3: migrate_to_v3}
+MIGRATIONS = {1: _migrate_to_v1, 2: _migrate_to_v2, 3: migrate_to_v3, 4: migrate_to_v4}
 
 
 def _split_sql(script: str) -> list[str]:

@@ -61,6 +61,7 @@ def _runs(args) -> int:
     from ..store import Store
 
     with Store(args.store, readonly=True) as store:
+        store.check_database()  # a listing reads only some pages: damage elsewhere must not hide
         for r in store.runs(prompt=args.prompt, text=args.text, model=args.model,
                             since=args.since, limit=args.limit):
             state = "" if r["finished"] else "  [unfinished]"

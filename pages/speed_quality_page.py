@@ -14,8 +14,11 @@ if store is None:
     st.info(plain(why) + " Run a comparison on the Compare page, or open a bundle on the History page.",
             icon=":material/database:")
     st.stop()
-df = resources.stored_results(settings.store_path, settings.store_readonly,
-                              resources.store_stamp(settings.store_path))
+stamp = resources.store_stamp(settings.store_path)
+score_metric = speed_quality.score_metric_ui(
+    resources.stored_metrics(settings.store_path, settings.store_readonly, stamp))
+df = resources.stored_results(settings.store_path, settings.store_readonly, stamp,
+                              None if score_metric == "clip" else score_metric)
 df = df[df["success"]]
 if df.empty:
     st.info("No successful results stored yet: run a comparison on the Compare page.",

@@ -695,3 +695,21 @@ def test_a_contended_latency_is_shown_as_contended_not_as_the_models_speed():
     quiet = results.caption(SimpleNamespace(timing=SimpleNamespace(
         median_s=1.234, contended=False, images_per_call=1), score=None))
     assert "contended" not in quiet and "1.234 s steady-state median" in quiet
+
+
+def test_more_scores_are_stored_beside_clip_or_say_why_not(app_env):
+    # offline, HPS's weights are absent: the comparison still runs, the note names the download
+    at = app()
+    at.multiselect(key="sb_metrics").set_value(["hps"])
+    at.run()
+    generate(at, "a red circle on a blue background", models=["sd-v1-4"])
+    shown = " ".join(str(w.value) for w in at.warning) + " ".join(str(m.value) for m in at.markdown)
+    assert "No hps score" in shown and "dsdcompare download --scorers hps" in shown
+    from dsdcompare.store import Store
+
+    with Store(app_env, readonly=True) as store:
+        rows = store.scores()
+    assert set(rows["metric"]) >= {"clip", "hps"}
+    hps = rows[rows["metric"] == "hps"].iloc[0]
+    assert hps["value"] is None or hps["value"] != hps["value"]  # no value, and why
+    assert "dsdcompare download --scorers hps" in hps["error"]

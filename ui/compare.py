@@ -28,7 +28,7 @@ import streamlit as st
 from dsdcompare import limits
 from dsdcompare.engine import Request, RequestError
 from dsdcompare.errors import InputError
-from dsdcompare.record import open_scorer, run_request
+from dsdcompare.record import open_scorer, open_scorers, run_request
 from dsdcompare.registry import get_model
 from dsdcompare.tokenizers import prompt_truncation
 
@@ -433,6 +433,9 @@ def run_comparison(s: Settings, request: Request, models: list[str], panel: Prog
                                        loader=resources.scorer)
     if why_no_score and s.scorer is not None:
         notes.append(f"No CLIP score: {why_no_score}")
+    extra, why_none = open_scorers(s.extra_metrics, specs, s.mode.source, s.device,
+                                   metric_loader=resources.metric_scorer)
+    notes += [f"No {metric} score: {why}" for metric, why in why_none.items()]
     store = None
     if s.save and not s.store_readonly:
         store, why = resources.cached_store(s.store_path, readonly=False, create=True)
@@ -442,6 +445,7 @@ def run_comparison(s: Settings, request: Request, models: list[str], panel: Prog
     recording = run_request(
         request, specs, store=store, note="dashboard", scorer=scorer,
         scorer_choice=s.scorer or "none", no_score_reason=why_no_score, on_result=finished,
+        scorers=extra, no_score_reasons=why_none,
         source=s.mode.source, device=s.device, dtype=s.dtype, cache=resources.pipeline_cache(),
         progress=Throttled(panel))
     panel.close(recording.results)

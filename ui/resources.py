@@ -153,6 +153,17 @@ def scorer(checkpoint: str, device: str, standin: bool):
     return scorers().get((checkpoint, device, standin), _scorer_loader(checkpoint, device, standin))
 
 
+def metric_scorer(metric: str, device: str):
+    """A shared scorer of ``metric`` (hps, pickscore, imagereward, lpips), loaded once from the
+    local caches (raises ``ScorerUnavailable`` naming the download command when absent)."""
+    def load():
+        from dsdcompare.loading import resolve_device
+        from dsdcompare.scorers import load_metric_scorer
+
+        return load_metric_scorer(metric, device=resolve_device(device))
+    return scorers().get((metric, device, "metric"), load)
+
+
 def _scorer_loader(checkpoint: str, device: str, standin: bool) -> Callable:
     def load():
         from dsdcompare.loading import resolve_device
@@ -474,9 +485,16 @@ def warm_start(source: str, models: tuple[str, ...], labels: tuple[str, ...],
 # --- data and figures ------------------------------------------------------------------------------
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def stored_results(path: str, readonly: bool, stamp: tuple) -> pd.DataFrame:
-    """Every stored result (``Store.results()``); ``stamp`` (:func:`store_stamp`) keys the cache."""
-    return store(path, readonly).results()
+def stored_results(path: str, readonly: bool, stamp: tuple, metric: str | None = None) -> pd.DataFrame:
+    """Every stored result (``Store.results()``); ``stamp`` (:func:`store_stamp`) keys the cache.
+    With ``metric`` (e.g. "hps") the score columns hold that metric and its provenance."""
+    return store(path, readonly).results(metric=metric)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def stored_metrics(path: str, readonly: bool, stamp: tuple) -> list[str]:
+    """The score metrics the store holds values of (``Store.metrics()``), CLIP first."""
+    return store(path, readonly).metrics()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -87,6 +87,9 @@ MODES: dict[str, Mode] = {m.key: m for m in (
          True, "Full-size architectures with random weights: real latency and memory, but the "
                "images are noise and the CLIP scores meaningless."),
 )}
+#: Scores offered beside CLIP (metric -> label): dsdcompare.scorers' per-image metrics.
+EXTRA_METRICS = {"hps": "HPS v2.1", "pickscore": "PickScore", "imagereward": "ImageReward",
+                 "lpips": "LPIPS vs teacher (lower is better)"}
 #: Scorer choices offered in the sidebar (value -> label).
 SCORER_CHOICES = {"auto": "Auto (follows the weights)", "none": "None (no CLIP score)",
                   "default": "CLIP ViT-L/14 (openai/clip-vit-large-patch14)",
@@ -121,6 +124,7 @@ class Settings:
     save: bool  # store each comparison
     banners: tuple[str, ...] = field(default=())  # what every page says (stand-ins, toy scorer)
     public: bool = False  # public mode: the store is the operator's, uploads are per session
+    extra_metrics: tuple[str, ...] = ()  # scores beside CLIP (hps, pickscore, imagereward, lpips)
 
     @property
     def store_readonly(self) -> bool:
@@ -265,6 +269,7 @@ def init_session() -> None:
     ss.setdefault("sb_device", "auto")
     ss.setdefault("sb_dtype", "auto")
     ss.setdefault("sb_scorer", "auto")
+    ss.setdefault("sb_metrics", [])
     ss.setdefault("sb_store", resources.default_store_path())
     ss.setdefault("sb_save", True)
 
@@ -286,6 +291,7 @@ def settings() -> Settings:
         device=ss.sb_device, dtype=ss.sb_dtype, scorer_choice=choice, scorer=scorer,
         scorer_standin=scorer_standin, store_path=store_path, save=bool(ss.sb_save),
         banners=banner_texts(mode, scorer, scorer_standin), public=public,
+        extra_metrics=tuple(ss.sb_metrics),
     )
 
 
@@ -359,6 +365,11 @@ def sidebar_ui(s: Settings) -> None:
                      help="auto = fp32 on a CPU, fp16 on a GPU")
         st.selectbox("CLIP scorer", list(SCORER_CHOICES), key="sb_scorer",
                      format_func=SCORER_CHOICES.get)
+        st.multiselect("More scores", list(EXTRA_METRICS), key="sb_metrics",
+                       format_func=EXTRA_METRICS.get,
+                       help="Preference models and perceptual distance, each stored with its own "
+                            "checkpoint. Their weights come from `dsdcompare download --scorers "
+                            "NAME` (about 1-4 GB each); a missing one costs its score only.")
         budget = host["budget_bytes"]
         st.caption("Pipelines kept loaded: " + (
             "one at a time (small host)" if budget == 0 else f"up to {budget / 2**30:.1f} GB")

@@ -55,6 +55,16 @@ def chart_filters_ui(settings: list[str], groups: list[str], steps: list[int],
             "metric": metric}
 
 
+def score_metric_ui(metrics: list[str]) -> str:
+    """Which stored score the charts use (CLIP, HPS v2.1, PickScore, ImageReward, LPIPS...): a
+    chooser once the store holds more than one; returns the metric name."""
+    if len(metrics) <= 1:
+        return metrics[0] if metrics else "clip"
+    return st.selectbox("Score", metrics, key="sq_score_metric",
+                        help="Each score is charted alone, with its own checkpoint and scale: "
+                             "scores of different metrics are never averaged together.")
+
+
 def view_ui() -> str:
     """The view chooser: one view's figures are drawn at a time."""
     choice = st.segmented_control("View", list(VIEWS), format_func=VIEWS.get, key="sq_view",

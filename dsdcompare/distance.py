@@ -70,7 +70,7 @@ class _Features:
 
     def of(self, paths: list[str]) -> tuple[np.ndarray, int]:
         """Features of the usable images among ``paths``, and how many were left out."""
-        from .metrics import check_image
+        from .fidelity import check_image
 
         todo = [p for p in dict.fromkeys(paths) if p not in self.cache]
         images = {p: self.read(p) for p in todo}
@@ -140,7 +140,7 @@ def _reference(features: _Features, reference: str | os.PathLike):
     if not path.is_dir():
         raise InputError(f"--reference {reference}: no such folder or statistics file; give a "
                          f"folder of images or an .npz from dsdcompare.scorers.save_statistics")
-    from .metrics import check_image
+    from .fidelity import check_image
 
     images = [im for im in folder_images(path) if check_image(im) is None]
     return FeatureStats.from_features(features.extractor.features(images),

@@ -463,7 +463,7 @@ def _collect_images(result: Result, output) -> None:
     import numpy as np
     from PIL import Image
 
-    from .metrics import check_image
+    from .fidelity import check_image
 
     arrays = output.images
     nsfw = getattr(output, "nsfw_content_detected", None)
@@ -504,7 +504,7 @@ def add_fidelity(results: list[Result], *, lpips=None) -> None:
     """PSNR/SSIM of each student's images against its teacher's, when both ran on equal latents;
     with ``lpips`` (a :class:`dsdcompare.scorers.LpipsScorer`) also its LPIPS Score, in
     ``scores["lpips"]``."""
-    from .metrics import fidelity
+    from .fidelity import fidelity
 
     by_key = {r.model: r for r in results if r.success}
     for student in by_key.values():

@@ -20,13 +20,12 @@ import torch
 from PIL import Image
 
 from dsdcompare import metrics
+from dsdcompare.fidelity import check_image, fidelity
 from dsdcompare.metrics import (
     SCALE_CLIPSCORE,
     SCALE_RAW_COSINE,
     LongPromptWarning,
     ScorerUnavailable,
-    check_image,
-    fidelity,
     load_scorer,
     score_unavailable,
 )

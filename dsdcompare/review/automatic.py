@@ -9,7 +9,7 @@ reviewers saw):
   one checkpoint and scale count).
 - **Fidelity** of B to A: PSNR and SSIM of the two shown images (the engine's stored value when
   one was measured against the other, else computed from the stored PNGs with
-  :func:`dsdcompare.metrics.fidelity`); means with bootstrap intervals.
+  :func:`dsdcompare.fidelity.fidelity`); means with bootstrap intervals.
 - **Latency ratio** B / A of the steady-state medians: the geometric mean over prompts of the
   paired ratios, with its bootstrap interval (computed on logs).
 - **Flagged images**: the share of each model's shown results with an image problem flag
@@ -60,7 +60,7 @@ def _fidelity(a: pd.Series, b: pd.Series, compute: bool) -> tuple[float, float]:
         return math.nan, math.nan
     from PIL import Image
 
-    from ..metrics import fidelity
+    from ..fidelity import fidelity
 
     with Image.open(a["image_paths"][0]) as ia, Image.open(b["image_paths"][0]) as ib:
         if ia.size != ib.size:  # different native sizes: fidelity is not defined

@@ -5,7 +5,7 @@
   :func:`load_pickscore` (PickScore v1), :func:`load_imagereward` (ImageReward v1.0); or by
   metric name with :func:`load_metric_scorer`.
 - Perceptual fidelity to the teacher: :func:`load_lpips` -> ``LpipsScorer.score(students,
-  teachers)``, a Score per pair list (lower is closer), beside PSNR/SSIM in ``metrics.fidelity``.
+  teachers)``, a Score per pair list (lower is closer), beside PSNR/SSIM in ``dsdcompare.fidelity``.
 - Distribution distance: :func:`load_inception` + :func:`distribution_distance` -> FID and KID
   against the teacher's images, a reference folder or precomputed statistics.
 

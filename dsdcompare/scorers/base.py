@@ -13,14 +13,8 @@ import warnings
 
 import numpy as np
 
-from ..metrics import (
-    SCALES,
-    LongPromptWarning,
-    Score,
-    _image_list,
-    check_image,
-    to_uint8,
-)
+from ..fidelity import _image_list, check_image, to_uint8
+from ..metrics import SCALES, LongPromptWarning, Score
 
 #: Images scored per forward pass: bounds memory for the ViT-H/L scorers on a CPU or a small GPU.
 BATCH_SIZE = 8
@@ -71,7 +65,7 @@ class PreferenceScorer:
 
         Returns:
             A :class:`~dsdcompare.metrics.Score`: ``value`` is the mean of the included images'
-            scores; images failing :func:`~dsdcompare.metrics.check_image` are excluded with the
+            scores; images failing :func:`~dsdcompare.fidelity.check_image` are excluded with the
             reason; a prompt longer than the scorer reads warns (:class:`LongPromptWarning`) and
             records ``truncated=True`` with the prefix actually scored.
         """

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..metrics import ScorerUnavailable, _image_list, check_image, to_uint8
+from ..fidelity import _image_list, check_image, to_uint8
+from ..metrics import ScorerUnavailable
 from .weights import SCORER_WEIGHTS, checkpoint_identity, torch_hub_file
 
 FEATURE_DIM = 2048

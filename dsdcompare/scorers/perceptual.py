@@ -6,7 +6,7 @@ forward metric) is torchvision's ImageNet model, which torchvision reads from to
 ``checkpoints`` folder. The loader checks that file is there first, so a machine without it gets
 :class:`~dsdcompare.metrics.ScorerUnavailable` naming it instead of a download attempt.
 
-Like PSNR and SSIM (:func:`dsdcompare.metrics.fidelity`), LPIPS is meaningful only for
+Like PSNR and SSIM (:func:`dsdcompare.fidelity.fidelity`), LPIPS is meaningful only for
 latent-matched pairs (same prompt, seed, scheduler and steps). Lower is closer; 0 is identical.
 """
 
@@ -17,7 +17,8 @@ import threading
 import numpy as np
 import torch
 
-from ..metrics import SCALE_LPIPS, Score, ScorerUnavailable, _image_list, _to_unit_float, check_image
+from ..fidelity import _image_list, _to_unit_float, check_image
+from ..metrics import SCALE_LPIPS, Score, ScorerUnavailable
 from .weights import SCORER_WEIGHTS, checkpoint_identity, torch_hub_file
 
 #: Backbones torchmetrics offers, with the download list (weights.SCORER_WEIGHTS) naming each file.
@@ -58,7 +59,7 @@ class LpipsScorer:
     def score(self, student_images, teacher_images) -> Score:
         """LPIPS of each student image to the teacher image at the same position, as a Score.
 
-        Pairs where either image fails :func:`~dsdcompare.metrics.check_image` are excluded with
+        Pairs where either image fails :func:`~dsdcompare.fidelity.check_image` are excluded with
         the reason; ``value`` is the mean over the rest (None if none is left). The prompt fields
         of the Score are empty: LPIPS does not read the prompt.
         """

@@ -6,13 +6,12 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_profiling import _fake  # the one synthetic-profile builder
 
-from dsdcompare.profiling import ComponentTiming, ModelProfile
-from dsdcompare.registry import get_model
+from dsdcompare.profiling import ComponentTiming
 from dsdcompare.speed import SpeedOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,20 +24,6 @@ def _kit():
     sys.modules[spec.name] = module  # dataclasses look their module up while being made
     spec.loader.exec_module(module)
     return module
-
-
-def _fake(key: str, unet_s: float, **changes) -> ModelProfile:
-    spec = get_model(key)
-    timing = lambda s: ComponentTiming.from_samples([s * 2], [s, s * 1.1, s * 0.9])  # noqa: E731
-    base = ModelProfile(
-        model=key, name=spec.name, teacher=spec.teacher, source="arch", standin=True, size=256,
-        latent_size=32, steps=30, cfg=True, device="cpu", device_name="test", dtype="fp32",
-        options=SpeedOptions().to_dict(), params={"unet": 100, "vae": 10, "text_encoder": 5},
-        vae_decoder_params=6, flops={"text": 1, "unet": 10, "vae": 20},
-        timings={"text": timing(0.1), "unet": timing(unet_s), "vae": timing(1.0)}, load_s=(1.0,),
-        vae_upcast=False, low_memory=True, warmup=1, repeats=3, rounds=1,
-        peak_memory_bytes=None, memory_kind=None, notes=(), env={})
-    return replace(base, **changes)
 
 
 # moved from tests/test_profiling.py with benchmarks/gpu_profile.py (folded into the kit)

@@ -23,74 +23,46 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _competitor_class():
-    """The same competitor as the thread benchmark (benchmarks/contention.py), loaded by path."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("contention", Path(__file__).with_name("contention.py"))
+def _load(name: str, path: Path):
+    """A module loaded by its file path (benchmarks do not touch sys.path)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.Competitor
+    return module
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+def _competitor_class():
+    """The same competitor as the thread benchmark (benchmarks/contention.py), loaded by path."""
+    return _load("contention", Path(__file__).with_name("contention.py")).Competitor
+
+
+#: The server and browser set-up the browser tests use (tests/browser_common.py).
+browser_common = _load("browser_common", ROOT / "tests" / "browser_common.py")
+CHROMIUM = browser_common.CHROMIUM
 TARGET_FIRST_S = 15.0
 TARGET_RERUN_S = 1.5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def server(mode: str, store: Path, log: Path, timeout_s: float):
-    """``streamlit run dashboard.py`` on a free port; yields (url, seconds until healthy)."""
-    port = _free_port()
-    env = {**os.environ, "DSDCOMPARE_STORE": str(store), "DSDCOMPARE_DASHBOARD_MODE": mode,
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def server(mode: str, store: Path, log_dir: Path, timeout_s: float):
+    """``streamlit run dashboard.py`` on a free port (log: ``log_dir/streamlit.log``); yields
+    (url, the monotonic time the server was started)."""
+    env = {"DSDCOMPARE_STORE": str(store), "DSDCOMPARE_DASHBOARD_MODE": mode, "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=out,
-            stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            while True:
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                        if r.read().strip() == b"ok":
-                            break
-                if proc.poll() is not None or time.monotonic() - started > timeout_s:
-                    raise RuntimeError(f"streamlit did not start; see {log}")
-                time.sleep(0.2)
-            yield url, started
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with browser_common.dashboard_server(log_dir, env, start_timeout_s=timeout_s) as url:
+        yield url, started
 
 
 def _drawn(page, run: int, timeout_s: float) -> None:
@@ -105,7 +77,7 @@ def measure(url: str, started: float, reruns: int, timeout_s: float) -> dict:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = browser_common.launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.goto(url)
@@ -146,7 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", default="toy", help="DSDCOMPARE_DASHBOARD_MODE (default: toy)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per wait")
     args = ap.parse_args(argv)
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         print(f"{CHROMIUM} is missing: apt-get install -y chromium", file=sys.stderr)
         return 2
     rows = []
@@ -158,8 +130,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="dsdcompare-latency-") as td, \
                 _competitor_class()(n, max_s=args.timeout * (args.reruns + 3)):
             load = load_average()
-            with server(args.mode, Path(td) / "results.sqlite", Path(td) / "streamlit.log",
-                        args.timeout) as (url, started):
+            with server(args.mode, Path(td) / "results.sqlite", Path(td), args.timeout) as (url, started):
                 got = measure(url, started, args.reruns, args.timeout)
             rows.append((condition, n, load, got))
             print(f"{condition}: {got}", file=sys.stderr)

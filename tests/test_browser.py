@@ -9,21 +9,14 @@ one Streamlit resolves against the ``pages/`` file names.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_common import dashboard_server, launch, require_browser
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START_TIMEOUT_S = 180
 GENERATE_TIMEOUT_S = 600
 VIEWPORT = {"width": 1500, "height": 1000}
@@ -31,49 +24,14 @@ VIEWPORT = {"width": 1500, "height": 1000}
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
     """``streamlit run dashboard.py`` on 127.0.0.1 with a fresh store and the tiny stand-ins."""
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing: apt-get install -y chromium")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is missing: "
-                                                       "pip install playwright")
-    port = _free_port()
-    env = {**os.environ, "DSDCOMPARE_STORE": str(tmp_path / "store" / "results.sqlite"),
-           "DSDCOMPARE_DASHBOARD_MODE": "tiny", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    log = open(tmp_path / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    require_browser()
+    env = {"DSDCOMPARE_STORE": str(tmp_path / "store" / "results.sqlite"),
+           "DSDCOMPARE_DASHBOARD_MODE": "tiny"}
+    with dashboard_server(tmp_path, env, start_timeout_s=START_TIMEOUT_S) as url:
+        yield url
 
 
 def shoot(page, name: str) -> None:
@@ -97,7 +55,7 @@ def browser_page():
     ARTIFACTS.mkdir(exist_ok=True)
     expect.set_options(timeout=START_TIMEOUT_S * 1000)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(START_TIMEOUT_S * 1000)
         try:
@@ -175,6 +133,10 @@ def test_generate_four_images_then_see_a_chart(server):
         charts = page.locator('[data-testid="stPlotlyChart"]')
         expect(charts.first).to_be_visible()
         expect(page.locator(".js-plotly-plot").first).to_be_visible()
+        # the page may redraw once the cached figures arrive: wait for the three charts to stand
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length >= 3",
+            timeout=60_000)
         assert charts.count() >= 3
         shoot(page, "03-speed-vs-quality.png")
 

@@ -11,21 +11,13 @@ the page may carry an ``href`` or ``src`` that leads elsewhere.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_common import dashboard_server, launch, require_browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START_TIMEOUT_S = 60
 WAIT_S = 60
 EVIL = "evil.example"
@@ -44,18 +36,10 @@ FOREIGN = """(origin) => Array.from(document.querySelectorAll('[href], [src]'))
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def dashboard(tmp_path: Path, store: Path):
     """The dashboard on the toy pair, with a models file naming one model in Markdown."""
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing: apt-get install -y chromium")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+    require_browser()
     student = ROOT / "dsdcompare" / "toyzoo" / "weights" / "toy-student"
     if not (student / "model_index.json").is_file():
         pytest.skip("the toy weights are not built (python -m dsdcompare toyzoo train)")
@@ -64,35 +48,10 @@ def dashboard(tmp_path: Path, store: Path):
                       f'pipeline = "StableDiffusionPipeline"\nnative_size = 64\n'
                       f'path = "{student}"\nteacher = "toy-teacher"\nsteps = 25\nguidance = 3.0\n'
                       f'notes = "{LINK}"\n')
-    port = _free_port()
-    env = {**os.environ, "DSDCOMPARE_STORE": str(store), "DSDCOMPARE_DASHBOARD_MODE": "toy",
-           "DSDCOMPARE_MODELS": str(models), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    log = open(tmp_path / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()}")
-            time.sleep(0.3)
+    env = {"DSDCOMPARE_STORE": str(store), "DSDCOMPARE_DASHBOARD_MODE": "toy",
+           "DSDCOMPARE_MODELS": str(models)}
+    with dashboard_server(tmp_path, env, start_timeout_s=START_TIMEOUT_S) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @contextlib.contextmanager
@@ -102,7 +61,7 @@ def browser_page(origin: str):
 
     expect.set_options(timeout=WAIT_S * 1000)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.set_default_timeout(WAIT_S * 1000)
         page.foreign_requests = []

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from browser_common import launch, require_browser
 from review_fixtures import MODEL_LABELS, make_review
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, server, shoot  # noqa: F401
+from test_browser import ARTIFACTS, VIEWPORT, server, shoot  # noqa: F401
 
 from dsdcompare import review as rv
 from dsdcompare.review import decision as dec
@@ -48,14 +49,13 @@ def _report(tmp_path):
 
 
 def test_html_report_renders_every_figure_and_image_offline(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing: apt-get install -y chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    require_browser()
+    import playwright.sync_api as sync_api
     path, n_pairs = _report(tmp_path)
     ARTIFACTS.mkdir(exist_ok=True)
     asked = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(pw)
         context = browser.new_context(offline=True, viewport=VIEWPORT)  # the network is off
         context.route("**/*", lambda route: (asked.append(route.request.url),
                                              route.continue_() if route.request.url.startswith("file:")
@@ -94,7 +94,7 @@ def test_review_page_first_pair_vote_and_owner_results(no_warm_start, server, tm
     ARTIFACTS.mkdir(exist_ok=True)
     expect.set_options(timeout=120_000)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(120_000)
         try:

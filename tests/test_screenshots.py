@@ -9,21 +9,14 @@ its title without an exception and that the dark pages are dark.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_common import dashboard_server, launch, require_browser
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "screens"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 900}
 #: URL path -> (file stem, the page's title, text the page draws last or None).
 PAGES = {"/": ("compare", "Compare", "Form filled from the link"),
@@ -36,12 +29,6 @@ COMPARE_LINK = "/?prompt=a+red+circle+on+a+blue+background&seed=3&models=toy-tea
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
     """``streamlit run dashboard.py`` with the toy pair and a store of stored pairs."""
@@ -49,41 +36,13 @@ def server(tmp_path):
 
     from ui.sidebar import toy_weights_ready
 
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing: apt-get install -y chromium")
-    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    require_browser()
     if not toy_weights_ready():
         pytest.skip("toy weights not trained (python -m dsdcompare toyzoo train)")
     store = stored_pairs(tmp_path / "store" / "results.sqlite")
-    port = _free_port()
-    env = {**os.environ, "DSDCOMPARE_STORE": str(store), "DSDCOMPARE_DASHBOARD_MODE": "toy",
-           "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    log = open(tmp_path / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    env = {"DSDCOMPARE_STORE": str(store), "DSDCOMPARE_DASHBOARD_MODE": "toy"}
+    with dashboard_server(tmp_path, env, start_timeout_s=90) as url:
+        yield url
 
 
 def settle(page, title: str, last: str | None = None, timeout_s: float = 90) -> None:
@@ -139,7 +98,7 @@ def test_every_page_in_light_and_dark(server):
     SHOTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(pw)
         try:
             for scheme in ("light", "dark"):
                 context = browser.new_context(viewport=VIEWPORT, color_scheme=scheme)

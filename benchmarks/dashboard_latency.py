@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str, path: Path):
-    """A module loaded by its file path (benchmarks do not touch sys.path)."""
+    """A module loaded by its file path (benchmarks never edit the import path)."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

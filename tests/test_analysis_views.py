@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from test_dashboard import app  # noqa: E402  (the one way the tests open the dashboard)
 
 from dsdcompare import stats  # noqa: E402
 from ui import sidebar  # noqa: E402
@@ -45,17 +46,6 @@ def app_env(tmp_path, monkeypatch):
     resources.detected_mode.clear()
     yield store
     resources.detected_mode.clear()
-
-
-def app(page: str | None = None, params: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=TIMEOUT)
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def stored_pairs(path: Path) -> Path:

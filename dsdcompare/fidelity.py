@@ -124,3 +124,25 @@ def fidelity(student_image, teacher_image) -> dict[str, float | str | None]:
     psnr = peak_signal_noise_ratio(student, teacher, data_range=1.0)
     ssim = structural_similarity_index_measure(student, teacher, data_range=1.0)
     return {"psnr": float(psnr), "ssim": float(ssim), "excluded": None}
+
+
+def screen(images) -> tuple[list[str | None], list[np.ndarray]]:
+    """Images as every scorer takes them: the exclusion reason of each (None: usable, see
+    :func:`check_image`) and the usable ones as uint8 HxWx3 arrays, in input order."""
+    arrays = _image_list(images)
+    if not arrays:
+        raise ValueError("No images to score: `images` is empty.")
+    excluded = [check_image(a) for a in arrays]
+    return excluded, [to_uint8(a) for a, reason in zip(arrays, excluded) if reason is None]
+
+
+def in_input_order(scores: list[float], excluded: list[str | None]) -> list[float | None]:
+    """The scores of the usable images put back among the excluded ones (None there)."""
+    it = iter(scores)
+    return [next(it) if reason is None else None for reason in excluded]
+
+
+def none_scored(excluded: list[str | None]) -> str:
+    """Why a score has no value when every image was excluded."""
+    return (f"no image could be scored: all {len(excluded)} excluded "
+            f"({', '.join(sorted(set(excluded)))})")

@@ -139,7 +139,7 @@ class Score:
 
 
 # images as scorers see them, and fidelity to a teacher, live in dsdcompare.fidelity
-from .fidelity import _image_list, check_image, to_uint8  # noqa: E402
+from .fidelity import in_input_order, none_scored, screen  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # The scorer (controller)
@@ -185,11 +185,7 @@ class ClipScorer:
         if not isinstance(prompt, str):
             raise TypeError(f"`prompt` must be a string, got {type(prompt).__name__}.")
         # 1. Check inputs: exclude unusable images, convert the rest to uint8
-        arrays = _image_list(images)
-        if not arrays:
-            raise ValueError("No images to score: `images` is empty.")
-        excluded = [check_image(a) for a in arrays]
-        included = [to_uint8(a) for a, reason in zip(arrays, excluded) if reason is None]
+        excluded, included = screen(images)
 
         with self._lock:
             # 2. Count tokens with the scorer's own tokenizer; over-long prompts are truncated
@@ -209,11 +205,8 @@ class ClipScorer:
             scores, value = self._backend.score(included, prompt) if included else ([], None)
 
         # 4. Put the per-image scores back in input order
-        it = iter(scores)
-        per_image = [next(it) if reason is None else None for reason in excluded]
-        error = None
-        if value is None:
-            error = f"no image could be scored: all {len(arrays)} excluded ({', '.join(sorted(set(excluded)))})"
+        per_image = in_input_order(scores, excluded)
+        error = none_scored(excluded) if value is None else None
         return Score(
             value=value,
             per_image=per_image,

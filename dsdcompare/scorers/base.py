@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from ..fidelity import _image_list, check_image, to_uint8
+from ..fidelity import in_input_order, none_scored, screen
 from ..metrics import SCALES, LongPromptWarning, Score
 
 #: Images scored per forward pass: bounds memory for the ViT-H/L scorers on a CPU or a small GPU.
@@ -71,11 +71,7 @@ class PreferenceScorer:
         """
         if not isinstance(prompt, str):
             raise TypeError(f"`prompt` must be a string, got {type(prompt).__name__}.")
-        arrays = _image_list(images)
-        if not arrays:
-            raise ValueError("No images to score: `images` is empty.")
-        excluded = [check_image(a) for a in arrays]
-        included = [to_uint8(a) for a, reason in zip(arrays, excluded, strict=True) if reason is None]
+        excluded, included = screen(images)
         with self._lock:
             ids = self._token_ids(prompt)
             limit = self.max_prompt_tokens
@@ -88,12 +84,9 @@ class PreferenceScorer:
             scores: list[float] = []
             for start in range(0, len(included), BATCH_SIZE):
                 scores.extend(self._score_images(included[start:start + BATCH_SIZE], prompt))
-        it = iter(scores)
-        per_image = [next(it) if reason is None else None for reason in excluded]
+        per_image = in_input_order(scores, excluded)
         value = float(np.mean(scores)) if scores else None
-        error = None
-        if value is None:
-            error = f"no image could be scored: all {len(arrays)} excluded ({', '.join(sorted(set(excluded)))})"
+        error = none_scored(excluded) if value is None else None
         notes = [n for n in (self.note, STANDIN_NOTE if self.standin else None) if n]
         return Score(
             value=value, per_image=per_image, excluded=excluded, backend=self.backend,
